@@ -1,0 +1,3 @@
+from jetpack.cli.main import main
+
+main()

@@ -1,0 +1,90 @@
+"""Shared CLI plumbing: the project's settings and store, the acting person, error handling."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jetpack.actor import Actor
+from jetpack.agents import check_agent_name, parse_skills
+from jetpack.config import Settings, load_settings
+from jetpack.errors import JetpackError
+from jetpack.store import DataLayer, StoreError, open_store
+from jetpack.tasks import QueueContext, renew_leases
+
+
+@dataclass
+class CliApp:
+    project: Path | None = None
+    db: Path | None = None
+    _settings: Settings | None = None
+    _store: DataLayer | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            environ = dict(os.environ)
+            if self.project is not None:
+                environ["JETPACK_PROJECT_DIR"] = str(self.project)
+            if self.db is not None:
+                environ["JETPACK_DB"] = str(self.db)
+            self._settings = load_settings(environ)
+        return self._settings
+
+    @property
+    def store(self) -> DataLayer:
+        if self._store is None:
+            self._store = open_store(self.settings.db_path)
+        return self._store
+
+    def queue(self) -> QueueContext:
+        return QueueContext(store=self.store, settings=self.settings.tasks)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def cli_actor(app: CliApp, name: str | None, skills: str | None = None, *, force: bool = False) -> Actor:
+    """The person (or script) at the CLI. Acting renews the leases this name holds."""
+    chosen = name or os.environ.get("JETPACK_AGENT") or f"cli-{getpass.getuser()}"
+    actor = Actor(
+        check_agent_name(chosen),
+        frozenset(parse_skills(skills if skills is not None else os.environ.get("JETPACK_SKILLS"))),
+        operator=force,
+    )
+    renew_leases(app.queue(), actor)
+    return actor
+
+
+as_option = click.option(
+    "--as", "as_name", metavar="NAME", help="Act as this agent (default: $JETPACK_AGENT or cli-<user>)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+class JetpackGroup(click.Group):
+    """Turns caller-caused errors into one clear line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JetpackError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+        except StoreError as error:
+            click.echo(f"error: storage failure: {error}", err=True)
+            sys.exit(2)
+
+
+def app_of(ctx: click.Context) -> CliApp:
+    app = ctx.find_object(CliApp)
+    if app is None:  # pragma: no cover - wiring error
+        raise click.UsageError("internal: CLI app missing")
+    return app

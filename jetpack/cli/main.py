@@ -1,0 +1,203 @@
+"""The ``jetpack`` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from jetpack import __version__
+from jetpack.cli.app import CliApp, JetpackGroup, app_of, json_option
+from jetpack.cli.output import emit_json, table
+from jetpack.cli.tasks import task
+from jetpack.config import DB_FILE, DEFAULT_CONFIG, STATE_DIR, load_settings
+
+
+@click.group(cls=JetpackGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jetpack")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Project directory (default: nearest directory holding .jetpack/, like git).",
+)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="Database file (default: .jetpack/jetpack.db).")
+@click.pass_context
+def main(ctx: click.Context, project: Path | None, db: Path | None) -> None:
+    """Jetpack: a shared task queue, over MCP, for swarms of coding agents.
+
+    \b
+    Start here:
+      jetpack init                     create .jetpack/ with the database and config
+      jetpack task add "Write the API" add work (or --from-file plan.json)
+      jetpack serve                    the MCP server over stdio (what agents launch)
+      jetpack status                   what the swarm is doing
+
+    Register with Claude Code: claude mcp add jetpack -- jetpack serve
+    """
+    app = CliApp(project=project, db=db)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+main.add_command(task)
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--prefix", default=None, help="Task id prefix (default: jp).")
+@click.pass_context
+def init(ctx: click.Context, directory: Path | None, prefix: str | None) -> None:
+    """Create .jetpack/ (config.toml and the database) in DIRECTORY (default: here).
+
+    Also adds the database files to the project's .gitignore. Safe to run again.
+
+    \b
+    Example:
+      jetpack init --prefix api
+    """
+    root = (directory or app_of(ctx).project or Path.cwd()).resolve()
+    state = root / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    config = state / "config.toml"
+    if not config.exists():
+        text = DEFAULT_CONFIG if prefix is None else DEFAULT_CONFIG.replace('id_prefix = "jp"', f'id_prefix = "{prefix}"')
+        config.write_text(text)
+    settings = load_settings({**os.environ, "JETPACK_PROJECT_DIR": str(root)})
+    app = CliApp(project=root, db=app_of(ctx).db)
+    try:
+        version = app.store.schema_version()
+    finally:
+        app.close()
+    ignored = _ignore_database_files(root)
+    click.echo(f"Jetpack project ready in {state}")
+    click.echo(f"  database: {settings.db_path} (schema v{version})")
+    click.echo(f"  config:   {config}")
+    if ignored:
+        click.echo(f"  .gitignore: added {', '.join(ignored)}")
+    click.echo("\nNext: jetpack task add \"First task\"   then register the server with your agent:")
+    click.echo(f"  claude mcp add jetpack -e JETPACK_PROJECT_DIR={root} -- jetpack serve")
+
+
+def _ignore_database_files(root: Path) -> list[str]:
+    gitignore = root / ".gitignore"
+    lines = gitignore.read_text().splitlines() if gitignore.exists() else []
+    wanted = [f"{STATE_DIR}/{DB_FILE}", f"{STATE_DIR}/{DB_FILE}-wal", f"{STATE_DIR}/{DB_FILE}-shm"]
+    missing = [w for w in wanted if w not in lines]
+    if missing:
+        prefix = "" if not lines or lines[-1] == "" else "\n"
+        with gitignore.open("a") as handle:
+            handle.write(prefix + "# Jetpack's database (shared state lives here, not in git)\n")
+            handle.write("\n".join(missing) + "\n")
+    return missing
+
+
+@main.command()
+@click.option("--agent", help="Agent name for this session (default: $JETPACK_AGENT, else generated).")
+@click.option("--skills", help="Comma-separated skills (default: $JETPACK_SKILLS).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=lambda: os.environ.get("JETPACK_LOG_LEVEL", "warning"),
+    show_default="warning",
+)
+@click.pass_context
+def serve(ctx: click.Context, agent: str | None, skills: str | None, log_level: str) -> None:
+    """Run the MCP server over stdio (agents launch this; logs go to stderr).
+
+    \b
+    Example (Claude Code):
+      claude mcp add jetpack -e JETPACK_AGENT=blue-heron -- jetpack serve
+    """
+    import anyio
+
+    from jetpack.server import IdentityDefaults, build_parts, create_server
+    from jetpack.server.stdio import serve_stdio
+
+    logging.basicConfig(level=log_level.upper(), format="jetpack %(levelname)s %(name)s: %(message)s")
+    environ = dict(os.environ)
+    if agent:
+        environ["JETPACK_AGENT"] = agent
+    if skills is not None:
+        environ["JETPACK_SKILLS"] = skills
+    app = app_of(ctx)
+    parts = build_parts(app.settings, store=app.store, identity=IdentityDefaults.from_environ(environ))
+    anyio.run(serve_stdio, create_server(parts))
+
+
+@main.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Summarise the queue: tasks by state, agents, where the database is.
+
+    \b
+    Example:
+      jetpack status --json
+    """
+    from jetpack.agents import AgentRegistry
+    from jetpack.tasks import count_by_state
+
+    app = app_of(ctx)
+    counts = count_by_state(app.queue())
+    agents = AgentRegistry(app.store, app.settings.agents).list_agents()
+    live = [a for a in agents if a.live]
+    if as_json:
+        emit_json(
+            {
+                "database": str(app.settings.db_path),
+                "schema_version": app.store.schema_version(),
+                "tasks": counts,
+                "total": sum(counts.values()),
+                "agents": {"live": [a.name for a in live], "known": len(agents)},
+            }
+        )
+        return
+    click.echo(f"database: {app.settings.db_path}")
+    click.echo(f"tasks: {sum(counts.values())} total")
+    table(["state", "count"], [(state, n) for state, n in counts.items() if n])
+    click.echo(f"agents: {len(live)} live ({', '.join(a.name for a in live) or 'none'}), {len(agents)} known")
+
+
+@main.command()
+@json_option
+@click.pass_context
+def agents(ctx: click.Context, as_json: bool) -> None:
+    """List the agents that have used this project, live ones first.
+
+    \b
+    Example:
+      jetpack agents --json
+    """
+    from jetpack.agents import AgentRegistry
+
+    app = app_of(ctx)
+    records = sorted(AgentRegistry(app.store, app.settings.agents).list_agents(), key=lambda a: not a.live)
+    if as_json:
+        emit_json([r.model_copy(update={"session_id": r.session_id[:8]}) for r in records])
+        return
+    if not records:
+        click.echo("no agents yet")
+        return
+    table(
+        ["name", "live", "skills", "client", "last seen"],
+        [
+            (r.name, "yes" if r.live else "no", ",".join(r.skills), r.client_name or "", f"{r.last_seen_at:%Y-%m-%d %H:%M:%S}")
+            for r in records
+        ],
+    )
+
+
+@main.command()
+@click.argument("directory", required=False, default="jetpack-demo", type=click.Path(file_okay=False, path_type=Path))
+def demo(directory: Path) -> None:
+    """Set up a demo project with a sample task tree and let an MCP agent claim and finish a task.
+
+    \b
+    Example:
+      jetpack demo /tmp/jetpack-demo
+    """
+    from jetpack.cli.demo import run_demo
+
+    run_demo(directory.resolve())

@@ -1,0 +1,172 @@
+"""Settings: ``.jetpack/config.toml`` in the project, overridden by ``JETPACK_*`` environment variables.
+
+The project is found like git finds a repository: ``JETPACK_PROJECT_DIR``, else
+``CLAUDE_PROJECT_DIR`` (Claude Code passes it to stdio servers), else the nearest directory
+at or above the working directory that holds ``.jetpack/``, else the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from jetpack.errors import ConfigError
+
+STATE_DIR = ".jetpack"
+CONFIG_FILE = "config.toml"
+DB_FILE = "jetpack.db"
+
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    id_prefix: str = "jp"
+    max_depth: int = 4
+    lease_seconds: float = 600.0
+    max_attempts: int = 3
+
+    def validate(self) -> None:
+        if not _PREFIX.match(self.id_prefix):
+            raise ConfigError(
+                f"tasks.id_prefix {self.id_prefix!r} must be 1-16 lowercase letters or digits, "
+                "starting with a letter (e.g. 'jp')"
+            )
+        if not 1 <= self.max_depth <= 8:
+            raise ConfigError(f"tasks.max_depth must be between 1 and 8, not {self.max_depth}")
+        if not 1 <= self.lease_seconds <= 86_400:
+            raise ConfigError(f"tasks.lease_seconds must be between 1 and 86400, not {self.lease_seconds}")
+        if not 1 <= self.max_attempts <= 100:
+            raise ConfigError(f"tasks.max_attempts must be between 1 and 100, not {self.max_attempts}")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    # A session silent this long no longer holds its name; another session may take it.
+    stale_seconds: float = 120.0
+
+    def validate(self) -> None:
+        if not 5 <= self.stale_seconds <= 86_400:
+            raise ConfigError(f"agents.stale_seconds must be between 5 and 86400, not {self.stale_seconds}")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    # How often each server process returns expired leases to the queue (also done before every claim).
+    sweep_interval_seconds: float = 15.0
+
+    def validate(self) -> None:
+        if not 0.1 <= self.sweep_interval_seconds <= 3600:
+            raise ConfigError(
+                f"server.sweep_interval_seconds must be between 0.1 and 3600, not {self.sweep_interval_seconds}"
+            )
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    db_path: Path
+    tasks: TaskSettings = field(default_factory=TaskSettings)
+    agents: AgentSettings = field(default_factory=AgentSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project_dir / STATE_DIR
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / CONFIG_FILE
+
+
+def find_project_dir(environ: Mapping[str, str], cwd: Path) -> Path:
+    for variable in ("JETPACK_PROJECT_DIR", "CLAUDE_PROJECT_DIR"):
+        if environ.get(variable):
+            return Path(environ[variable]).expanduser().resolve()
+    here = cwd.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / STATE_DIR).is_dir():
+            return candidate
+    return here
+
+
+def _section(data: Mapping[str, Any], name: str, cls: type[Any], path: Path) -> Any:
+    raw = data.get(name, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown setting {name}.{key}; known: {', '.join(sorted(known))}")
+        default = getattr(cls(), key)
+        expected = float if isinstance(default, float) else type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
+            raise ConfigError(f"{path}: {name}.{key} must be a {expected.__name__}, not {value!r}")
+        values[key] = value
+    section = cls(**values)
+    section.validate()
+    return section
+
+
+def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    project_dir = find_project_dir(environ, cwd or Path.cwd())
+    config_path = project_dir / STATE_DIR / CONFIG_FILE
+    data: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            data = tomllib.loads(config_path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{config_path} is not valid TOML: {error}") from error
+    unknown = set(data) - {"tasks", "agents", "server", "store"}
+    if unknown:
+        raise ConfigError(f"{config_path}: unknown section(s) {sorted(unknown)}; known: tasks, agents, server, store")
+    db_setting = environ.get("JETPACK_DB") or data.get("store", {}).get("path")
+    db_path = Path(db_setting).expanduser() if db_setting else Path(STATE_DIR) / DB_FILE
+    if not db_path.is_absolute():
+        db_path = project_dir / db_path
+    settings = Settings(
+        project_dir=project_dir,
+        db_path=db_path,
+        tasks=_section(data, "tasks", TaskSettings, config_path),
+        agents=_section(data, "agents", AgentSettings, config_path),
+        server=_section(data, "server", ServerSettings, config_path),
+    )
+    if environ.get("JETPACK_LEASE_SECONDS"):
+        try:
+            lease = float(environ["JETPACK_LEASE_SECONDS"])
+        except ValueError as error:
+            raise ConfigError("JETPACK_LEASE_SECONDS must be a number of seconds") from error
+        tasks = replace(settings.tasks, lease_seconds=lease)
+        tasks.validate()
+        settings = replace(settings, tasks=tasks)
+    return settings
+
+
+DEFAULT_CONFIG = """\
+# Jetpack project settings. Environment variables JETPACK_DB, JETPACK_AGENT, JETPACK_SKILLS
+# and JETPACK_LEASE_SECONDS override them per process.
+
+[tasks]
+id_prefix = "jp"        # root ids look like jp-a3f8; children jp-a3f8.1, jp-a3f8.1.2
+max_depth = 4           # levels in a task tree, root included (jp-a3f8.2.1.1)
+lease_seconds = 600     # a claim lasts this long unless its holder makes another call
+max_attempts = 3        # failed or expired attempts before a task is marked failed
+
+[agents]
+stale_seconds = 120     # a silent session loses its name after this long
+
+[server]
+sweep_interval_seconds = 15   # how often expired leases return to the queue
+
+# [store]
+# path = ".jetpack/jetpack.db"
+"""

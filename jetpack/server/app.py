@@ -1,0 +1,102 @@
+"""The MCP application: one MCPServer with Jetpack's tools, resources and instructions.
+
+``create_server`` wires entrypoints to services; the lifespan gives each connection its own
+agent session and runs the lease sweeper, so no separate daemon is ever needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from jetpack import __version__
+from jetpack.agents import AgentRegistry
+from jetpack.clock import Clock, SystemClock
+from jetpack.config import Settings
+from jetpack.resources import register_task_resources
+from jetpack.server.session import AgentSession, IdentityDefaults
+from jetpack.store import DataLayer, StoreError, open_store
+from jetpack.tasks import QueueContext, release_expired_leases
+from jetpack.tools import register_agent_tools, register_task_tools
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerParts:
+    """The long-lived pieces shared by every connection of one server process."""
+
+    settings: Settings
+    store: DataLayer
+    queue: QueueContext
+    registry: AgentRegistry
+    identity: IdentityDefaults
+
+
+def build_parts(
+    settings: Settings,
+    *,
+    store: DataLayer | None = None,
+    clock: Clock | None = None,
+    identity: IdentityDefaults | None = None,
+) -> ServerParts:
+    clock = clock or SystemClock()
+    store = store or open_store(settings.db_path)
+    return ServerParts(
+        settings=settings,
+        store=store,
+        queue=QueueContext(store=store, settings=settings.tasks, clock=clock),
+        registry=AgentRegistry(store, settings.agents, clock),
+        identity=identity or IdentityDefaults.from_environ(),
+    )
+
+
+def instructions() -> str:
+    return (resources.files("jetpack.server") / "instructions.md").read_text()
+
+
+def create_server(parts: ServerParts) -> MCPServer:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[AgentSession]:
+        session = AgentSession(queue=parts.queue, registry=parts.registry, defaults=parts.identity)
+        async with anyio.create_task_group() as group:
+            group.start_soon(_sweep_leases_forever, parts)
+            try:
+                yield session
+            finally:
+                group.cancel_scope.cancel()
+                try:
+                    session.close()
+                except StoreError:
+                    log.warning("could not record the end of session %s", session.session_id, exc_info=True)
+
+    mcp = MCPServer(
+        "jetpack",
+        version=__version__,
+        instructions=instructions(),
+        lifespan=lifespan,
+    )
+    register_agent_tools(mcp)
+    register_task_tools(mcp)
+    register_task_resources(mcp, parts.queue)
+    return mcp
+
+
+async def _sweep_leases_forever(parts: ServerParts) -> None:
+    """Return lapsed claims to the queue every few seconds (claims also sweep before they run)."""
+    interval = parts.settings.server.sweep_interval_seconds
+    while True:
+        await anyio.sleep(interval)
+        try:
+            expired = release_expired_leases(parts.queue)
+        except StoreError:
+            log.warning("lease sweep failed; will retry", exc_info=True)
+            continue
+        for row in expired:
+            log.info("lease expired on %s; now %s", row["id"], row["state"])

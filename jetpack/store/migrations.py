@@ -1,0 +1,85 @@
+"""Versioned schema migrations in plain SQL, applied through the DataLayer port.
+
+Files are ``migrations/NNNN_name.sql``. Each runs as one atomic write batch together with
+its ``schema_migrations`` row, so a crash never leaves half a migration, and two processes
+starting at once cannot both apply it (the loser's batch fails and it re-reads the version).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+import sqlean
+
+from jetpack.store.port import DataLayer, Statement, StoreError
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script into complete statements (trigger bodies with inner ``;`` stay whole)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlean.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement at end of migration: {buffer.strip()[:80]!r}")
+    return statements
+
+
+def available_migrations() -> list[Migration]:
+    folder = resources.files("jetpack.store") / "migrations"
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], tuple(split_statements(entry.read_text()))))
+    found.sort(key=lambda m: m.version)
+    return found
+
+
+_BOOKKEEPING = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+)
+
+
+def migrate(store: DataLayer) -> list[int]:
+    """Apply pending migrations; return the versions this call applied."""
+    store.execute(_BOOKKEEPING)
+    applied: list[int] = []
+    for migration in available_migrations():
+        if store.schema_version() >= migration.version:
+            continue
+        batch = [Statement(sql) for sql in migration.statements]
+        batch.append(
+            Statement(
+                "INSERT INTO schema_migrations(version, name, applied_at) "
+                "VALUES (:v, :n, :at)",
+                {"v": migration.version, "n": migration.name, "at": int(time.time() * 1000)},
+            )
+        )
+        try:
+            store.write(batch)
+        except StoreError:
+            # Another process may have applied it between our check and our write.
+            if store.schema_version() >= migration.version:
+                continue
+            raise
+        applied.append(migration.version)
+    return applied

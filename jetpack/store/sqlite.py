@@ -1,0 +1,180 @@
+"""Embedded SQLite adapter of the DataLayer port (the default: ``.jetpack/jetpack.db``).
+
+Uses ``sqlean`` (a drop-in ``sqlite3`` with a current SQLite and extension loading), one
+connection per thread, WAL so readers never block the writer, and ``BEGIN IMMEDIATE`` so a
+write transaction takes the write lock up front instead of failing half-way on an upgrade.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlean
+
+from jetpack.store.port import (
+    ConstraintViolation,
+    GuardFailed,
+    Params,
+    Row,
+    Statement,
+    StoreBusy,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+# Short waits first: a write transaction here lasts tens of microseconds, so a blocked writer
+# usually gets in on its first retry; SQLite's own busy handler backs off in whole milliseconds.
+_RETRY_SLEEPS = (0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
+
+
+def _rows(cursor: Any) -> list[Row]:
+    if cursor.description is None:
+        return []
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _runs(statements: Sequence[Statement]) -> list[tuple[int, list[Statement]]]:
+    """Group consecutive statements with the same SQL (and no RETURNING) for executemany."""
+    groups: list[tuple[int, list[Statement]]] = []
+    for index, statement in enumerate(statements):
+        if (
+            groups
+            and groups[-1][1][0].sql == statement.sql
+            and "RETURNING" not in statement.sql.upper()
+        ):
+            groups[-1][1].append(statement)
+        else:
+            groups.append((index, [statement]))
+    return groups
+
+
+def _is_busy(error: Exception) -> bool:
+    text = str(error).lower()
+    return "database is locked" in text or "database is busy" in text or "busy" in text.split(":")[0]
+
+
+class SQLiteDataLayer:
+    """A file-backed DataLayer. Safe to share between threads; each thread gets a connection."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000, retry_seconds: float = 30.0) -> None:
+        self._path = str(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._retry_seconds = retry_seconds
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connection()
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal" and self._path != ":memory:":
+            raise StoreError(f"could not switch {self._path} to WAL mode (got {mode!r})")
+
+    @property
+    def location(self) -> str:
+        return self._path
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StoreError("the DataLayer is closed")
+        conn = sqlean.connect(
+            self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def raw_connection(self) -> Any:
+        """This thread's underlying connection, for extensions (e.g. sqlite-vec) and diagnostics."""
+        return self._connection()
+
+    def query(self, sql: str, params: Params | None = None) -> list[Row]:
+        conn = self._connection()
+        return self._with_retry(lambda: _rows(conn.execute(sql, params if params is not None else ())))
+
+    def execute(self, sql: str, params: Params | None = None) -> list[Row]:
+        return self.write([Statement(sql, params if params is not None else {})])[0]
+
+    def write(self, statements: Sequence[Statement]) -> list[list[Row]]:
+        conn = self._connection()
+        return self._with_retry(lambda: self._write_once(conn, statements))
+
+    def _write_once(self, conn: Any, statements: Sequence[Statement]) -> list[list[Row]]:
+        conn.execute("BEGIN IMMEDIATE")
+        results: list[list[Row]] = []
+        try:
+            for index, group in _runs(statements):
+                try:
+                    if len(group) == 1:
+                        results.append(_rows(conn.execute(group[0].sql, group[0].params)))
+                    else:
+                        conn.executemany(group[0].sql, [s.params for s in group])
+                        results.extend([] for _ in group)
+                except sqlean.IntegrityError as error:
+                    message = str(error)
+                    if "write_guard" in message:
+                        raise GuardFailed(message, index) from error
+                    raise ConstraintViolation(message, index) from error
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _with_retry(self, operation: Any) -> Any:
+        deadline = time.monotonic() + self._retry_seconds
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except sqlean.OperationalError as error:
+                if not _is_busy(error):
+                    raise StoreError(f"{error} (database {self._path})") from error
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"database {self._path} stayed locked for {self._retry_seconds:.0f}s; "
+                        "another process holds a long write transaction"
+                    ) from error
+                sleep = _RETRY_SLEEPS[min(attempt, len(_RETRY_SLEEPS) - 1)]
+                time.sleep(sleep * (0.5 + random.random()))
+                attempt += 1
+            except sqlean.DatabaseError as error:
+                if isinstance(error, sqlean.IntegrityError):
+                    raise
+                raise StoreError(f"{error} (database {self._path})") from error
+
+    def schema_version(self) -> int:
+        rows = self.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        )
+        if not rows:
+            return 0
+        return int(self.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")[0]["v"])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlean.Error:  # pragma: no cover - closing a broken connection
+                log.debug("ignored error closing connection", exc_info=True)
+        self._local = threading.local()

@@ -1,0 +1,36 @@
+"""MCP tools about agent identity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from jetpack.agents import AgentRecord
+from jetpack.tools.common import as_result, session_of, tool_errors
+
+
+def register_agent_tools(mcp: MCPServer) -> None:
+    @mcp.tool(
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                    open_world_hint=False)
+    )
+    @tool_errors
+    async def register_agent(
+        ctx: Context,
+        name: Annotated[
+            str | None,
+            Field(max_length=64, description="Agent name, e.g. 'blue-heron'. Omit to keep (or get) a generated one."),
+        ] = None,
+        skills: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+            Field(max_length=50, description="Skills you hold, e.g. ['python', 'sql']; tasks requiring others "
+                  "are not handed to you."),
+        ] = None,
+    ) -> Annotated[CallToolResult, AgentRecord]:
+        """Set this session's agent name and skills. A name held by another live session is refused."""
+        session = session_of(ctx)
+        record = session.register(name, skills)
+        return as_result(record.model_copy(update={"session_id": record.session_id[:8]}))

@@ -1,0 +1,66 @@
+"""What every tool shares: finding the session, acting as its agent, errors and compact results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel
+
+from jetpack.actor import Actor
+from jetpack.errors import JetpackError
+from jetpack.server.session import AgentSession
+from jetpack.store import StoreBusy
+from jetpack.tasks.model import compact
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def session_of(ctx: Context) -> AgentSession:
+    session = ctx.request_context.lifespan_context
+    if not isinstance(session, AgentSession):  # pragma: no cover - wiring error
+        raise RuntimeError("the Jetpack server was started without its lifespan")
+    return session
+
+
+def acting(ctx: Context) -> tuple[AgentSession, Actor]:
+    """The session and the agent it acts as (registering it on first use; a heartbeat otherwise)."""
+    session = session_of(ctx)
+    client = None
+    client_params = getattr(ctx.session, "client_params", None)
+    if client_params is not None and client_params.client_info is not None:
+        client = client_params.client_info.name
+    session.observe_client(client, ctx.request_context.meta)
+    return session, session.actor()
+
+
+def as_result(payload: BaseModel | dict[str, Any]) -> CallToolResult:
+    """Structured content for programs, the same data as compact JSON text for the model."""
+    data = compact(payload) if isinstance(payload, BaseModel) else payload
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn caller-caused failures into ToolErrors the model can act on."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except JetpackError as error:
+            raise ToolError(str(error)) from None
+        except StoreBusy as error:
+            log.warning("store busy: %s", error)
+            raise ToolError(f"{error}. Nothing was changed; call again in a few seconds") from None
+
+    return wrapper
