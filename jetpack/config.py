@@ -106,11 +106,10 @@ def _section(data: Mapping[str, Any], name: str, cls: type[Any], path: Path) -> 
             raise ConfigError(f"{path}: unknown setting {name}.{key}; known: {', '.join(sorted(known))}")
         default = getattr(cls(), key)
         expected = float if isinstance(default, float) else type(default)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
+        coerced = float(value) if expected is float and type(value) is int else value
+        if not isinstance(coerced, expected) or isinstance(coerced, bool) != isinstance(default, bool):
             raise ConfigError(f"{path}: {name}.{key} must be a {expected.__name__}, not {value!r}")
-        values[key] = value
+        values[key] = coerced
     section = cls(**values)
     section.validate()
     return section

@@ -23,13 +23,73 @@ from jetpack.store import DataLayer, Row
 from jetpack.tasks.model import NAME_MAX, normalise_names
 
 _ADJECTIVES = (
-    "amber azure bold brave brisk calm clever coral crisp dapper eager fair fleet gentle golden keen "
-    "lively lucid mellow nimble noble plucky quick quiet rapid sage silver steady sunny swift tidy vivid"
-).split()
+    "amber",
+    "azure",
+    "bold",
+    "brave",
+    "brisk",
+    "calm",
+    "clever",
+    "coral",
+    "crisp",
+    "dapper",
+    "eager",
+    "fair",
+    "fleet",
+    "gentle",
+    "golden",
+    "keen",
+    "lively",
+    "lucid",
+    "mellow",
+    "nimble",
+    "noble",
+    "plucky",
+    "quick",
+    "quiet",
+    "rapid",
+    "sage",
+    "silver",
+    "steady",
+    "sunny",
+    "swift",
+    "tidy",
+    "vivid",
+)
 _NOUNS = (
-    "badger bison crane falcon ferret finch fox gecko heron ibis jay kestrel koala lark lynx marten "
-    "newt otter owl panda puffin quail raven robin seal sparrow stoat swift tern viper wren yak"
-).split()
+    "badger",
+    "bison",
+    "crane",
+    "falcon",
+    "ferret",
+    "finch",
+    "fox",
+    "gecko",
+    "heron",
+    "ibis",
+    "jay",
+    "kestrel",
+    "koala",
+    "lark",
+    "lynx",
+    "marten",
+    "newt",
+    "otter",
+    "owl",
+    "panda",
+    "puffin",
+    "quail",
+    "raven",
+    "robin",
+    "seal",
+    "sparrow",
+    "stoat",
+    "swift",
+    "tern",
+    "viper",
+    "wren",
+    "yak",
+)
 
 
 def generate_name(rng: random.Random | None = None) -> str:

@@ -48,7 +48,11 @@ async def _agent_session(root: Path) -> None:
     server = StdioServerParameters(
         command=sys.executable,
         args=["-m", "jetpack", "--project", str(root), "serve"],
-        env={"JETPACK_AGENT": "demo-agent", "JETPACK_SKILLS": "sql,python", "PATH": os.environ.get("PATH", "")},
+        env={
+            "JETPACK_AGENT": "demo-agent",
+            "JETPACK_SKILLS": "sql,python",
+            "PATH": os.environ.get("PATH", ""),
+        },
     )
     async with Client(server) as client:
         tools = await client.list_tools()
@@ -57,12 +61,16 @@ async def _agent_session(root: Path) -> None:
         if not claimed.get("id"):
             click.echo(f"   claim_task -> {claimed.get('reason')}")
             return
-        click.echo(f"   claim_task() -> {claimed['id']} {claimed['title']!r} (lease until {claimed['lease_expires_at']})")
+        click.echo(
+            f"   claim_task() -> {claimed['id']} {claimed['title']!r} (lease until {claimed['lease_expires_at']})"
+        )
         await client.call_tool(
-            "update_task", {"task_id": claimed["id"], "status": "in_progress", "note": "writing the migration"}
+            "update_task",
+            {"task_id": claimed["id"], "status": "in_progress", "note": "writing the migration"},
         )
         click.echo("   update_task(status='in_progress')")
         done = await client.call_tool(
-            "complete_task", {"task_id": claimed["id"], "summary": "users table in db/migrations/0001_users.sql"}
+            "complete_task",
+            {"task_id": claimed["id"], "summary": "users table in db/migrations/0001_users.sql"},
         )
         click.echo(f"   complete_task() -> {(done.structured_content or {}).get('state')}")

@@ -22,7 +22,11 @@ from jetpack.config import DB_FILE, DEFAULT_CONFIG, STATE_DIR, load_settings
     type=click.Path(file_okay=False, path_type=Path),
     help="Project directory (default: nearest directory holding .jetpack/, like git).",
 )
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="Database file (default: .jetpack/jetpack.db).")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Database file (default: .jetpack/jetpack.db).",
+)
 @click.pass_context
 def main(ctx: click.Context, project: Path | None, db: Path | None) -> None:
     """Jetpack: a shared task queue, over MCP, for swarms of coding agents.
@@ -62,7 +66,9 @@ def init(ctx: click.Context, directory: Path | None, prefix: str | None) -> None
     state.mkdir(parents=True, exist_ok=True)
     config = state / "config.toml"
     if not config.exists():
-        text = DEFAULT_CONFIG if prefix is None else DEFAULT_CONFIG.replace('id_prefix = "jp"', f'id_prefix = "{prefix}"')
+        text = (
+            DEFAULT_CONFIG if prefix is None else DEFAULT_CONFIG.replace('id_prefix = "jp"', f'id_prefix = "{prefix}"')
+        )
         config.write_text(text)
     settings = load_settings({**os.environ, "JETPACK_PROJECT_DIR": str(root)})
     app = CliApp(project=root, db=app_of(ctx).db)
@@ -76,7 +82,7 @@ def init(ctx: click.Context, directory: Path | None, prefix: str | None) -> None
     click.echo(f"  config:   {config}")
     if ignored:
         click.echo(f"  .gitignore: added {', '.join(ignored)}")
-    click.echo("\nNext: jetpack task add \"First task\"   then register the server with your agent:")
+    click.echo('\nNext: jetpack task add "First task"   then register the server with your agent:')
     click.echo(f"  claude mcp add jetpack -e JETPACK_PROJECT_DIR={root} -- jetpack serve")
 
 
@@ -183,7 +189,13 @@ def agents(ctx: click.Context, as_json: bool) -> None:
     table(
         ["name", "live", "skills", "client", "last seen"],
         [
-            (r.name, "yes" if r.live else "no", ",".join(r.skills), r.client_name or "", f"{r.last_seen_at:%Y-%m-%d %H:%M:%S}")
+            (
+                r.name,
+                "yes" if r.live else "no",
+                ",".join(r.skills),
+                r.client_name or "",
+                f"{r.last_seen_at:%Y-%m-%d %H:%M:%S}",
+            )
             for r in records
         ],
     )

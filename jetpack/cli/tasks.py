@@ -15,7 +15,9 @@ from jetpack.errors import InvalidInput
 from jetpack.tasks.model import TaskState, parse_new_tasks
 
 force_option = click.option(
-    "--force", is_flag=True, help="Act as an operator: allowed on tasks claimed by others (recorded in events)."
+    "--force",
+    is_flag=True,
+    help="Act as an operator: allowed on tasks claimed by others (recorded in events).",
 )
 
 
@@ -101,10 +103,15 @@ def add_task(
             ]
         )
     else:
-        raise InvalidInput("give a TITLE, e.g. jetpack task add \"Write the API\", or --from-file plan.json")
+        raise InvalidInput('give a TITLE, e.g. jetpack task add "Write the API", or --from-file plan.json')
     created = task_queue.create_tasks(app.queue(), cli_actor(app, as_name), specs)
     if as_json:
-        emit_json({"created": [c.model_dump(mode="json", exclude_none=True) for c in created], "count": len(created)})
+        emit_json(
+            {
+                "created": [c.model_dump(mode="json", exclude_none=True) for c in created],
+                "count": len(created),
+            }
+        )
         return
     for item in created:
         click.echo(f"{item.id}  {item.state.value:<6}  {item.title}")
@@ -211,7 +218,10 @@ def show_command(ctx: click.Context, task_id: str, as_json: bool) -> None:
         ("files", ", ".join(t.files)),
         ("blocked", t.blocked_reason),
         ("waiting on", ", ".join(detail.waiting_on)),
-        ("progress", f"{detail.progress.done}/{detail.progress.total} subtasks done" if detail.progress else None),
+        (
+            "progress",
+            f"{detail.progress.done}/{detail.progress.total} subtasks done" if detail.progress else None,
+        ),
         ("note", t.progress_note),
         ("result", t.result_summary),
     ):
@@ -233,14 +243,19 @@ def show_command(ctx: click.Context, task_id: str, as_json: bool) -> None:
         click.echo("\n  events:")
         for event in detail.recent_events:
             change = f"{event.before or '-'} -> {event.after}" if event.after != event.before else ""
-            click.echo(f"    {event.at:%Y-%m-%d %H:%M:%S}  {event.actor:<14} {event.kind:<15} {change} {event.note or ''}")
+            click.echo(
+                f"    {event.at:%Y-%m-%d %H:%M:%S}  {event.actor:<14} {event.kind:<15} {change} {event.note or ''}"
+            )
 
 
 @task.command("dep")
 @click.argument("task_id")
 @click.argument("depends_on")
 @click.option(
-    "--kind", type=click.Choice([k.value for k in task_queue.DependencyKind]), default="blocks", show_default=True
+    "--kind",
+    type=click.Choice([k.value for k in task_queue.DependencyKind]),
+    default="blocks",
+    show_default=True,
 )
 @as_option
 @json_option
@@ -319,7 +334,10 @@ def done_command(
 @click.argument("task_id")
 @click.option("--reason", "-r", required=True, help="What went wrong.")
 @click.option(
-    "--mode", type=click.Choice([m.value for m in task_queue.FailMode]), default="retry", show_default=True,
+    "--mode",
+    type=click.Choice([m.value for m in task_queue.FailMode]),
+    default="retry",
+    show_default=True,
     help="retry: requeue as a failed attempt; give_up: mark failed; release: hand back without an attempt.",
 )
 @force_option
@@ -377,7 +395,13 @@ def _simple_change(name: str, help_text: str, example: str) -> Any:
     return command
 
 
-_simple_change("block", "Mark a task you hold as blocked (it needs --reason).", 'jetpack task block jp-a3f8.1 -r "waiting for API keys"')
+_simple_change(
+    "block",
+    "Mark a task you hold as blocked (it needs --reason).",
+    'jetpack task block jp-a3f8.1 -r "waiting for API keys"',
+)
 _simple_change("unblock", "Return a blocked task to the queue.", "jetpack task unblock jp-a3f8.1")
-_simple_change("cancel", "Cancel a task and its unfinished subtasks.", 'jetpack task cancel jp-a3f8.2 -r "out of scope"')
+_simple_change(
+    "cancel", "Cancel a task and its unfinished subtasks.", 'jetpack task cancel jp-a3f8.2 -r "out of scope"'
+)
 _simple_change("reopen", "Put a done, failed or cancelled task back in the queue.", "jetpack task reopen jp-a3f8.2")

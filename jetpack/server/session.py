@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jetpack.actor import Actor
-from jetpack.agents import AgentRecord, AgentRegistry, SessionInfo, check_agent_name, generate_name, parse_skills
+from jetpack.agents import (
+    AgentRecord,
+    AgentRegistry,
+    SessionInfo,
+    check_agent_name,
+    generate_name,
+    parse_skills,
+)
 from jetpack.errors import Conflict
 from jetpack.tasks import QueueContext, renew_leases
 
@@ -80,9 +87,7 @@ class AgentSession:
     def actor(self) -> Actor:
         """The acting agent: registered on first use, heartbeat (throttled) on every call."""
         if self._actor is None:
-            self._register_default()
-            assert self._actor is not None
-            return self._actor
+            return self._register_default()
         now = self.queue.now()
         if now - self._last_touch_ms >= self.touch_interval_ms:
             if not self.registry.touch(self._actor.name, self.session_id):
@@ -98,8 +103,10 @@ class AgentSession:
     def register(self, name: str | None, skills: list[str] | None) -> AgentRecord:
         """Explicit registration (the register_agent tool): set this session's name and skills."""
         current = self._actor
-        wanted_skills = parse_skills(skills) if skills is not None else (
-            sorted(current.skills) if current else list(self.defaults.skills)
+        wanted_skills = (
+            parse_skills(skills)
+            if skills is not None
+            else (sorted(current.skills) if current else list(self.defaults.skills))
         )
         if name is None:
             if current is not None:
@@ -114,11 +121,12 @@ class AgentSession:
         if self._actor is not None:
             self.registry.end_session(self._actor.name, self.session_id)
 
-    def _register_default(self) -> None:
+    def _register_default(self) -> Actor:
         if self.defaults.name:
-            self._bind(self.defaults.name, list(self.defaults.skills))
+            record = self._bind(self.defaults.name, list(self.defaults.skills))
         else:
-            self._register_generated(list(self.defaults.skills))
+            record = self._register_generated(list(self.defaults.skills))
+        return Actor(record.name, frozenset(record.skills))
 
     def _register_generated(self, skills: list[str]) -> AgentRecord:
         for _ in range(_GENERATED_NAME_TRIES):

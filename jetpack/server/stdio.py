@@ -81,9 +81,6 @@ async def _pipe_streams() -> AsyncIterator[tuple[Any, Any]]:
 
 async def serve_stdio(mcp: MCPServer) -> None:
     lowlevel = mcp._lowlevel_server
-    if _is_pipe_or_socket(0) and _is_pipe_or_socket(1):
-        streams = _pipe_streams()
-    else:
-        streams = stdio_server()
+    streams = _pipe_streams() if _is_pipe_or_socket(0) and _is_pipe_or_socket(1) else stdio_server()
     async with streams as (read_stream, write_stream):
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

@@ -69,8 +69,7 @@ def migrate(store: DataLayer) -> list[int]:
         batch = [Statement(sql) for sql in migration.statements]
         batch.append(
             Statement(
-                "INSERT INTO schema_migrations(version, name, applied_at) "
-                "VALUES (:v, :n, :at)",
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (:v, :n, :at)",
                 {"v": migration.version, "n": migration.name, "at": int(time.time() * 1000)},
             )
         )

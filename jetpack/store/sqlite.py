@@ -11,9 +11,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlean
 
@@ -28,6 +28,7 @@ from jetpack.store.port import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Short waits first: a write transaction here lasts tens of microseconds, so a blocked writer
 # usually gets in on its first retry; SQLite's own busy handler backs off in whole milliseconds.
@@ -45,11 +46,7 @@ def _runs(statements: Sequence[Statement]) -> list[tuple[int, list[Statement]]]:
     """Group consecutive statements with the same SQL (and no RETURNING) for executemany."""
     groups: list[tuple[int, list[Statement]]] = []
     for index, statement in enumerate(statements):
-        if (
-            groups
-            and groups[-1][1][0].sql == statement.sql
-            and "RETURNING" not in statement.sql.upper()
-        ):
+        if groups and groups[-1][1][0].sql == statement.sql and "RETURNING" not in statement.sql.upper():
             groups[-1][1].append(statement)
         else:
             groups.append((index, [statement]))
@@ -138,7 +135,7 @@ class SQLiteDataLayer:
             raise
         return results
 
-    def _with_retry(self, operation: Any) -> Any:
+    def _with_retry(self, operation: Callable[[], T]) -> T:
         deadline = time.monotonic() + self._retry_seconds
         attempt = 0
         while True:
@@ -161,9 +158,7 @@ class SQLiteDataLayer:
                 raise StoreError(f"{error} (database {self._path})") from error
 
     def schema_version(self) -> int:
-        rows = self.query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-        )
+        rows = self.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
         if not rows:
             return 0
         return int(self.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")[0]["v"])

@@ -113,7 +113,9 @@ def complete_task(ctx: QueueContext, actor: Actor, task_id: str, summary: str) -
     if len(summary) > TEXT_MAX:
         raise InvalidInput(f"summary is {len(summary)} characters; keep it under {TEXT_MAX}")
     now = ctx.now()
-    allowed = "('claimed', 'in_progress', 'ready', 'open', 'blocked')" if actor.operator else "('claimed', 'in_progress')"
+    allowed = (
+        "('claimed', 'in_progress', 'ready', 'open', 'blocked')" if actor.operator else "('claimed', 'in_progress')"
+    )
     done = Statement(
         f"""UPDATE tasks AS t SET state = 'done', result_summary = :summary, closed_at = :now,
             lease_expires_at = NULL, assignee = coalesce(assignee, :actor),
@@ -163,7 +165,14 @@ def fail_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str, mode: 
         WHERE t.id = :id AND t.state IN ('claimed', 'in_progress', 'blocked')
           AND (t.assignee = :actor OR :operator)
         RETURNING *""",
-        {"id": task_id, "actor": actor.name, "operator": actor.operator, "reason": reason, "kind": kind, "now": now},
+        {
+            "id": task_id,
+            "actor": actor.name,
+            "operator": actor.operator,
+            "reason": reason,
+            "kind": kind,
+            "now": now,
+        },
     )
     if rows:
         return task_from_row(rows[0])
@@ -213,8 +222,10 @@ def _claim_refusal(ctx: QueueContext, actor: Actor, row: Row) -> Exception:
             {"id": task_id},
         )
         if ctx.store.query("SELECT 1 FROM tasks WHERE parent_id = :id AND state != 'cancelled'", {"id": task_id}):
-            hint = f"claim one of its ready subtasks: {', '.join(r['id'] for r in leaves)}" if leaves else (
-                "none of its subtasks is ready yet"
+            hint = (
+                f"claim one of its ready subtasks: {', '.join(r['id'] for r in leaves)}"
+                if leaves
+                else ("none of its subtasks is ready yet")
             )
             return Conflict(f"{task_id} is a parent task and cannot be claimed; {hint}")
     return _not_holder(ctx, actor, row, "claim")

@@ -18,7 +18,14 @@ from jetpack.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from jetpack.store import ConstraintViolation, GuardFailed, Row, Statement, expect
 from jetpack.tasks.context import QueueContext
 from jetpack.tasks.graph import Overlay, describe_cycle, find_cycle
-from jetpack.tasks.ids import ancestors_of, check_task_id, child_id, hash_length_for, looks_like_task_id, root_id
+from jetpack.tasks.ids import (
+    ancestors_of,
+    check_task_id,
+    child_id,
+    hash_length_for,
+    looks_like_task_id,
+    root_id,
+)
 from jetpack.tasks.model import NewTask, TaskState
 from jetpack.tasks.sql import ready_condition
 
@@ -143,9 +150,7 @@ def _check_parent_accepts_children(ctx: QueueContext, actor: Actor, row: Row) ->
             "or raise tasks.max_depth in .jetpack/config.toml"
         )
     if state in (TaskState.CLAIMED, TaskState.IN_PROGRESS) and row["assignee"] != actor.name and not actor.operator:
-        raise NotPermitted(
-            f"{row['id']} is claimed by {row['assignee']}; only its holder can split it into subtasks"
-        )
+        raise NotPermitted(f"{row['id']} is claimed by {row['assignee']}; only its holder can split it into subtasks")
     if state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.BLOCKED):
         raise Conflict(
             f"{row['id']} is {state.value}; children can be added only to open, ready or claimed tasks "
@@ -166,6 +171,7 @@ def _assign_ids(ctx: QueueContext, plan: list[_Planned], existing: dict[str, Row
     taken: set[str] = set()
     next_number = {pid: row["next_child"] for pid, row in existing.items()}
     children_of_new: dict[int, int] = {}
+
     def level(key: int) -> int:
         parent = plan[key].parent_key
         return 0 if parent is None else 1 + level(parent)
@@ -243,7 +249,10 @@ def _statements(
             ),
             Statement(
                 "UPDATE tasks SET next_child = max(next_child, :n) WHERE id = :p",
-                {"p": parent, "n": max(int(p.task_id.rsplit(".", 1)[1]) for p in plan if p.parent_id == parent)},
+                {
+                    "p": parent,
+                    "n": max(int(p.task_id.rsplit(".", 1)[1]) for p in plan if p.parent_id == parent),
+                },
             ),
         ]
     ancestry = [

@@ -17,7 +17,11 @@ _ATTEMPTS = 5
 
 
 def add_dependency(
-    ctx: QueueContext, actor: Actor, task_id: str, depends_on: str, kind: DependencyKind = DependencyKind.BLOCKS
+    ctx: QueueContext,
+    actor: Actor,
+    task_id: str,
+    depends_on: str,
+    kind: DependencyKind = DependencyKind.BLOCKS,
 ) -> dict[str, str]:
     """Make ``task_id`` depend on ``depends_on``. Adding an existing edge again changes nothing."""
     check_task_id(task_id)
@@ -29,11 +33,17 @@ def add_dependency(
     if missing:
         raise NotFound(f"no task {', '.join(missing)}; call list_tasks to see existing ids")
     existing = ctx.store.query(
-        "SELECT kind FROM dependencies WHERE task_id = :t AND depends_on = :d", {"t": task_id, "d": depends_on}
+        "SELECT kind FROM dependencies WHERE task_id = :t AND depends_on = :d",
+        {"t": task_id, "d": depends_on},
     )
     if existing:
         if existing[0]["kind"] == kind:
-            return {"task_id": task_id, "depends_on": depends_on, "kind": kind.value, "result": "already present"}
+            return {
+                "task_id": task_id,
+                "depends_on": depends_on,
+                "kind": kind.value,
+                "result": "already present",
+            }
         raise Conflict(
             f"{task_id} already depends on {depends_on} as {existing[0]['kind']!r}; one link per pair of tasks"
         )
@@ -68,9 +78,7 @@ def add_dependency(
                     Statement("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'graph_version'"),
                     insert,
                     event,
-                    *refresh_readiness(
-                        DESCENDANTS_OF_CHANGED, {"changed": json.dumps([task_id])}, actor.name, now
-                    ),
+                    *refresh_readiness(DESCENDANTS_OF_CHANGED, {"changed": json.dumps([task_id])}, actor.name, now),
                 ]
             )
         except GuardFailed:

@@ -14,6 +14,7 @@ is reachable from the new edges, reading the store one breadth-first level at a 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,9 +54,7 @@ def find_cycle(store: DataLayer, overlay: Overlay) -> list[Node] | None:
     return _first_cycle(successors, sources)
 
 
-def _explore(
-    store: DataLayer, overlay: Overlay, sources: list[Node], *, read_existing: bool
-) -> dict[Node, list[Node]]:
+def _explore(store: DataLayer, overlay: Overlay, sources: list[Node], *, read_existing: bool) -> dict[Node, list[Node]]:
     successors: dict[Node, list[Node]] = {}
     frontier = list(dict.fromkeys(sources))
     while frontier:
@@ -138,7 +137,7 @@ def _first_cycle(successors: dict[Node, list[Node]], sources: Iterable[Node]) ->
 def describe_cycle(cycle: list[Node]) -> str:
     """``jp-a → jp-b → jp-a (jp-a waits for jp-b; jp-b waits for jp-a)``."""
     steps: list[str] = []
-    for (kind, task), (next_kind, next_task) in zip(cycle, cycle[1:], strict=False):
+    for (kind, task), (next_kind, next_task) in itertools.pairwise(cycle):
         if kind == "start" and next_kind == "done":
             steps.append(f"{task} waits for {next_task}")
         elif kind == "start" and next_kind == "start":

@@ -26,8 +26,7 @@ def looks_like_task_id(value: str) -> bool:
 def check_task_id(value: str) -> str:
     if not looks_like_task_id(value):
         raise InvalidInput(
-            f"{value[:80]!r} is not a task id; ids look like jp-a3f8 or jp-a3f8.2.1 "
-            "(call list_tasks to find one)"
+            f"{value[:80]!r} is not a task id; ids look like jp-a3f8 or jp-a3f8.2.1 (call list_tasks to find one)"
         )
     return value
 

@@ -143,7 +143,13 @@ def cancel_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str) -> T
     check_task_id(task_id)
     now = ctx.now()
     subtree = "SELECT task_id FROM task_ancestors WHERE ancestor_id = :id"
-    params = {"id": task_id, "actor": actor.name, "operator": actor.operator, "note": reason[:NOTE_MAX], "now": now}
+    params = {
+        "id": task_id,
+        "actor": actor.name,
+        "operator": actor.operator,
+        "note": reason[:NOTE_MAX],
+        "now": now,
+    }
     ancestors = ancestors_of(task_id)
     try:
         results = ctx.store.write(
@@ -162,7 +168,10 @@ def cancel_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str) -> T
                 ),
                 *after_state_change([], ancestors, actor.name, now),
                 *refresh_readiness(
-                    "SELECT value FROM json_each(:changed)", {"changed": json.dumps(ancestors)}, actor.name, now
+                    "SELECT value FROM json_each(:changed)",
+                    {"changed": json.dumps(ancestors)},
+                    actor.name,
+                    now,
                 ),
             ]
         )
@@ -173,9 +182,7 @@ def cancel_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str) -> T
             params,
         )
         held = ", ".join(f"{h['id']} ({h['assignee']})" for h in holders)
-        raise NotPermitted(
-            f"cannot cancel {task_id}: other agents hold {held}; ask them to release first"
-        ) from None
+        raise NotPermitted(f"cannot cancel {task_id}: other agents hold {held}; ask them to release first") from None
     if not results[1]:
         row = ctx.require_row(task_id)
         if row["state"] == TaskState.CANCELLED:

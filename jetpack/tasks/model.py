@@ -84,7 +84,8 @@ class NewTask(BaseModel):
     max_attempts: Annotated[int | None, Field(ge=1, le=100, description="Default from config (3).")] = None
     metadata: Annotated[dict[str, Any], Field(description="Free-form JSON object.")] = {}
     ref: Annotated[
-        str | None, Field(min_length=1, max_length=64, description="Local name for this task within the batch.")
+        str | None,
+        Field(min_length=1, max_length=64, description="Local name for this task within the batch."),
     ] = None
     children: Annotated[list[NewTask], Field(max_length=1000)] = []
 
@@ -201,7 +202,8 @@ class TaskDetail(BaseModel):
 
 def compact(model: BaseModel) -> dict[str, Any]:
     """JSON-ready dict without nulls, empty strings or empty collections (agents pay per token)."""
-    return _drop_empty(model.model_dump(mode="json", exclude_none=True))
+    data: dict[str, Any] = _drop_empty(model.model_dump(mode="json", exclude_none=True))
+    return data
 
 
 def _drop_empty(value: Any) -> Any:

@@ -43,7 +43,9 @@ def get_task(ctx: QueueContext, task_id: str, *, events: int = 10) -> TaskDetail
     )
 
     def link(r: Row) -> DependencyLink:
-        return DependencyLink(id=r["other"], kind=DependencyKind(r["kind"]), state=TaskState(r["state"]), title=r["title"])
+        return DependencyLink(
+            id=r["other"], kind=DependencyKind(r["kind"]), state=TaskState(r["state"]), title=r["title"]
+        )
 
     children = ctx.store.query(
         f"SELECT {SUMMARY_COLUMNS} FROM tasks WHERE parent_id = :id ORDER BY id LIMIT 100", {"id": task_id}
@@ -99,7 +101,10 @@ def list_tasks(
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
     where = ["state IN (SELECT value FROM json_each(:states))"]
-    params: dict[str, Any] = {"states": json.dumps([s.value for s in (states or UNFINISHED)]), "limit": limit + 1}
+    params: dict[str, Any] = {
+        "states": json.dumps([s.value for s in (states or UNFINISHED)]),
+        "limit": limit + 1,
+    }
     if parent is not None:
         where.append("parent_id = :parent")
         params["parent"] = check_task_id(parent)

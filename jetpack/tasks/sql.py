@@ -35,7 +35,9 @@ AFFECTED_BY_CHANGED = """SELECT a.task_id FROM dependencies d
     WHERE d.kind = 'blocks' AND d.depends_on IN (SELECT value FROM json_each(:changed))"""
 
 # Tasks whose own ancestry includes one of the tasks in :changed (they inherit its blockers).
-DESCENDANTS_OF_CHANGED = "SELECT task_id FROM task_ancestors WHERE ancestor_id IN (SELECT value FROM json_each(:changed))"
+DESCENDANTS_OF_CHANGED = (
+    "SELECT task_id FROM task_ancestors WHERE ancestor_id IN (SELECT value FROM json_each(:changed))"
+)
 
 
 def refresh_readiness(candidates_sql: str, params: dict[str, object], actor: str, now: int) -> list[Statement]:

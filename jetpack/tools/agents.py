@@ -14,20 +14,26 @@ from jetpack.tools.common import as_result, session_of, tool_errors
 
 def register_agent_tools(mcp: MCPServer) -> None:
     @mcp.tool(
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
-                                    open_world_hint=False)
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        )
     )
     @tool_errors
     async def register_agent(
         ctx: Context,
         name: Annotated[
             str | None,
-            Field(max_length=64, description="Agent name, e.g. 'blue-heron'. Omit to keep (or get) a generated one."),
+            Field(
+                max_length=64,
+                description="Agent name, e.g. 'blue-heron'. Omit to keep (or get) a generated one.",
+            ),
         ] = None,
         skills: Annotated[
             list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
-            Field(max_length=50, description="Skills you hold, e.g. ['python', 'sql']; tasks requiring others "
-                  "are not handed to you."),
+            Field(
+                max_length=50,
+                description="Skills you hold, e.g. ['python', 'sql']; tasks requiring others are not handed to you.",
+            ),
         ] = None,
     ) -> Annotated[CallToolResult, AgentRecord]:
         """Set this session's agent name and skills. A name held by another live session is refused."""

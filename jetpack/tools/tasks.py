@@ -140,7 +140,9 @@ def register_task_tools(mcp: MCPServer) -> None:
         change a task's priority."""
         session, actor = acting(ctx)
         change = task_queue.StatusChange(status) if status else None
-        return as_result(task_queue.update_task(session.queue, actor, task_id, status=change, note=note, priority=priority))
+        return as_result(
+            task_queue.update_task(session.queue, actor, task_id, status=change, note=note, priority=priority)
+        )
 
     @mcp.tool(annotations=_WRITE)
     @tool_errors
