@@ -208,6 +208,11 @@ def _waiting_text(ctx: QueueContext, task_id: str) -> str:
 
 def _claim_refusal(ctx: QueueContext, actor: Actor, row: Row) -> Exception:
     task_id, state = row["id"], row["state"]
+    if state in HELD:
+        return Conflict(
+            f"{task_id} is claimed by {row['assignee']} until {format_ms(row['lease_expires_at'])}; "
+            "call claim_task without task_id to get another"
+        )
     if state == TaskState.READY:
         needed = set(json.loads(row["skills"])) - actor.skills
         return NotPermitted(

@@ -201,14 +201,6 @@ class TaskDetail(BaseModel):
 
 
 def compact(model: BaseModel) -> dict[str, Any]:
-    """JSON-ready dict without nulls, empty strings or empty collections (agents pay per token)."""
-    data: dict[str, Any] = _drop_empty(model.model_dump(mode="json", exclude_none=True))
-    return data
-
-
-def _drop_empty(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_empty(v) for k, v in value.items() if v not in ("", [], {}, None)}
-    if isinstance(value, list):
-        return [_drop_empty(v) for v in value]
-    return value
+    """JSON-ready dict of the fields that carry information: required fields always, optional ones
+    only when they differ from their default (agents pay for every token they read)."""
+    return model.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
