@@ -16,6 +16,7 @@ from jetpack.store import (
     SQLiteDataLayer,
     Statement,
     StoreBusy,
+    StoreError,
     expect,
     open_store,
 )
@@ -180,4 +181,12 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
         thread.join()
     assert not errors
     assert store.query("SELECT count(*) AS n FROM n")[0]["n"] == 800
+    store.close()
+
+
+def test_a_database_from_a_newer_jetpack_is_refused_clearly(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "j.db")
+    store.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (999, 'future', 0)")
+    with pytest.raises(StoreError, match="newer than this Jetpack"):
+        migrate(store)
     store.close()

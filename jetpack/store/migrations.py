@@ -61,9 +61,18 @@ _BOOKKEEPING = (
 
 def migrate(store: DataLayer) -> list[int]:
     """Apply pending migrations; return the versions this call applied."""
+    pending = available_migrations()
+    current = store.schema_version()
+    if current > pending[-1].version:
+        raise StoreError(
+            f"database {store.location} has schema v{current}, newer than this Jetpack knows "
+            f"(v{pending[-1].version}); upgrade Jetpack to use it"
+        )
+    if current == pending[-1].version:
+        return []  # the common case: a read, no write lock taken
     store.execute(_BOOKKEEPING)
     applied: list[int] = []
-    for migration in available_migrations():
+    for migration in pending:
         if store.schema_version() >= migration.version:
             continue
         batch = [Statement(sql) for sql in migration.statements]
