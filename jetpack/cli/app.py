@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,11 +77,28 @@ class JetpackGroup(click.Group):
         try:
             return super().invoke(ctx)
         except JetpackError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {in_cli_terms(str(error))}", err=True)
             sys.exit(1)
         except StoreError as error:
             click.echo(f"error: storage failure: {error}", err=True)
             sys.exit(2)
+
+
+_TOOL_TO_COMMAND = [
+    (re.compile(r"claim_task\(task_id='([^']+)'\)"), r"`jetpack task claim \1`"),
+    (re.compile(r"(call )?claim_task without task_id"), "run `jetpack task claim`"),
+    (re.compile(r"call claim_task\b"), "run `jetpack task claim`"),
+    (re.compile(r"call list_tasks"), "run `jetpack task list`"),
+    (re.compile(r"call register_agent with those skills"), "pass --skills"),
+    (re.compile(r"create them with create_tasks|create some with create_tasks"), "add some with `jetpack task add`"),
+]
+
+
+def in_cli_terms(message: str) -> str:
+    """Service errors name the MCP tools agents use; at the CLI, name the commands instead."""
+    for pattern, replacement in _TOOL_TO_COMMAND:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def app_of(ctx: click.Context) -> CliApp:

@@ -32,7 +32,7 @@ def main(ctx: click.Context, project: Path | None, db: Path | None) -> None:
     """Jetpack: a shared task queue, over MCP, for swarms of coding agents.
 
     \b
-    Start here:
+    Example:
       jetpack init                     create .jetpack/ with the database and config
       jetpack task add "Write the API" add work (or --from-file plan.json)
       jetpack serve                    the MCP server over stdio (what agents launch)
@@ -61,7 +61,8 @@ def init(ctx: click.Context, directory: Path | None, prefix: str | None) -> None
     Example:
       jetpack init --prefix api
     """
-    root = (directory or app_of(ctx).project or Path.cwd()).resolve()
+    explicit = directory or app_of(ctx).project or os.environ.get("JETPACK_PROJECT_DIR")
+    root = Path(explicit or Path.cwd()).expanduser().resolve()
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     config = state / "config.toml"

@@ -17,7 +17,7 @@ from jetpack.actor import Actor
 from jetpack.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from jetpack.store import ConstraintViolation, GuardFailed, Row, Statement, expect
 from jetpack.tasks.context import QueueContext
-from jetpack.tasks.graph import Overlay, describe_cycle, find_cycle
+from jetpack.tasks.graph import Overlay, describe_cycle, find_cycle, graph_unchanged_since, read_graph_version
 from jetpack.tasks.ids import (
     ancestors_of,
     check_task_id,
@@ -55,7 +55,7 @@ def create_tasks(ctx: QueueContext, actor: Actor, specs: list[NewTask]) -> list[
         raise InvalidInput("tasks is empty; pass at least one task with a title")
     plan, existing = _plan(ctx, actor, specs)
     for attempt in range(_ATTEMPTS):
-        graph_version = _graph_version(ctx)
+        graph_version = read_graph_version(ctx.store)
         extra_length = attempt // 2
         _assign_ids(ctx, plan, existing, extra_length)
         _refuse_cycles(ctx, plan)
@@ -158,10 +158,6 @@ def _check_parent_accepts_children(ctx: QueueContext, actor: Actor, row: Row) ->
         )
 
 
-def _graph_version(ctx: QueueContext) -> str:
-    return str(ctx.store.query("SELECT value FROM meta WHERE key = 'graph_version'")[0]["value"])
-
-
 def _assign_ids(ctx: QueueContext, plan: list[_Planned], existing: dict[str, Row], extra_length: int) -> None:
     roots = [p for p in plan if p.parent_key is None and p.parent_id is None]
     length = 0
@@ -230,10 +226,7 @@ def _statements(
     now = ctx.now()
     statements: list[Statement] = []
     if any(p.blockers_new or p.blockers_existing for p in plan):
-        statements += [
-            expect("(SELECT value FROM meta WHERE key = 'graph_version') = :v", {"v": graph_version}),
-            Statement("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'graph_version'"),
-        ]
+        statements += graph_unchanged_since(graph_version)
     child_counts: dict[str, int] = {}
     for planned in plan:
         if planned.parent_key is not None:

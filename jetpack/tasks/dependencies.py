@@ -6,9 +6,9 @@ import json
 
 from jetpack.actor import Actor
 from jetpack.errors import Conflict, InvalidInput, NotFound
-from jetpack.store import GuardFailed, Statement, expect
+from jetpack.store import GuardFailed, Statement
 from jetpack.tasks.context import QueueContext
-from jetpack.tasks.graph import Overlay, describe_cycle, find_cycle
+from jetpack.tasks.graph import Overlay, describe_cycle, find_cycle, graph_unchanged_since, read_graph_version
 from jetpack.tasks.ids import check_task_id
 from jetpack.tasks.model import DependencyKind
 from jetpack.tasks.sql import DESCENDANTS_OF_CHANGED, refresh_readiness
@@ -63,7 +63,7 @@ def add_dependency(
         ctx.store.write([insert, event])
         return {"task_id": task_id, "depends_on": depends_on, "kind": kind.value, "result": "added"}
     for _ in range(_ATTEMPTS):
-        version = ctx.store.query("SELECT value FROM meta WHERE key = 'graph_version'")[0]["value"]
+        version = read_graph_version(ctx.store)
         overlay = Overlay()
         overlay.add_blocks(task_id, depends_on)
         cycle = find_cycle(ctx.store, overlay)
@@ -74,8 +74,7 @@ def add_dependency(
         try:
             ctx.store.write(
                 [
-                    expect("(SELECT value FROM meta WHERE key = 'graph_version') = :v", {"v": version}),
-                    Statement("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'graph_version'"),
+                    *graph_unchanged_since(version),
                     insert,
                     event,
                     *refresh_readiness(DESCENDANTS_OF_CHANGED, {"changed": json.dumps([task_id])}, actor.name, now),

@@ -19,10 +19,23 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from jetpack.store import DataLayer
+from jetpack.store import DataLayer, Statement, expect
 from jetpack.tasks.ids import parent_of
 
 Node = tuple[str, str]  # ("start" | "done", task id)
+
+
+def read_graph_version(store: DataLayer) -> str:
+    """A counter bumped by every write that adds edges to the graph (optimistic concurrency)."""
+    return str(store.query("SELECT value FROM meta WHERE key = 'graph_version'")[0]["value"])
+
+
+def graph_unchanged_since(version: str) -> list[Statement]:
+    """Statements that abort a batch if the graph changed since ``version`` was read, and bump it."""
+    return [
+        expect("(SELECT value FROM meta WHERE key = 'graph_version') = :v", {"v": version}),
+        Statement("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'graph_version'"),
+    ]
 
 
 @dataclass
@@ -42,7 +55,9 @@ class Overlay:
 
 def find_cycle(store: DataLayer, overlay: Overlay) -> list[Node] | None:
     """Return a cycle (first node repeated at the end) that the overlay would create, or None."""
-    sources = [("start", task) for task in overlay.blocks]
+    # Every cycle the overlay creates uses one of its edges, so starts from their tails.
+    sources: list[Node] = [("start", task) for task in overlay.blocks]
+    sources += [("done", parent) for parent in overlay.children]
     if not sources:
         return None
     # Existing tasks can lead back into new work only through a new blocks edge of an existing

@@ -7,9 +7,10 @@ from enum import StrEnum
 
 from jetpack.actor import Actor
 from jetpack.errors import Conflict, InvalidInput, NotPermitted
-from jetpack.store import GuardFailed, Statement, expect
+from jetpack.store import GuardFailed, Row, Statement, expect
 from jetpack.tasks.claims import HELD, _not_holder
 from jetpack.tasks.context import QueueContext
+from jetpack.tasks.graph import Overlay, describe_cycle, find_cycle, graph_unchanged_since, read_graph_version
 from jetpack.tasks.ids import ancestors_of, check_task_id
 from jetpack.tasks.model import NOTE_MAX, Task, TaskState
 from jetpack.tasks.rows import task_from_row
@@ -39,6 +40,8 @@ def update_task(
         raise InvalidInput(f"priority must be 0 (highest) to 4 (lowest), not {priority}")
     if status is None and note is None and priority is None:
         raise InvalidInput("nothing to update: pass status, note or priority")
+    if status is StatusChange.CANCELLED and priority is not None:
+        raise InvalidInput("a cancelled task keeps its priority; change the priority in a separate call")
     if status is StatusChange.CANCELLED:
         task = cancel_task(ctx, actor, task_id, note or "cancelled")
     elif status is StatusChange.OPEN:
@@ -84,10 +87,10 @@ def _report_progress(
     # A note without a state change leaves no trace through the state trigger: log it here,
     # under the same guard as the update, evaluated just before it in the same transaction.
     log_note = Statement(
-        """INSERT INTO events(at, actor, kind, task_id, before_state, after_state, note)
+        f"""INSERT INTO events(at, actor, kind, task_id, before_state, after_state, note)
         SELECT :now, :actor, 'progress', id, state, state, :note FROM tasks
         WHERE id = :id AND state IN ('claimed', 'in_progress') AND assignee = :actor
-          AND :kind = 'progress' AND :note IS NOT NULL""",
+          AND {new_state} = state AND :note IS NOT NULL""",
         params,
     )
     rows = ctx.store.write([log_note, update])[1]
@@ -192,28 +195,75 @@ def cancel_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str) -> T
 
 
 def reopen_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str | None = None) -> Task:
-    """Bring a done, failed or cancelled leaf back to the queue (attempts start again)."""
+    """Bring a done, failed or cancelled leaf back to the queue (attempts start again).
+
+    A cancelled subtask rejoins its parent, so the parent must still accept subtasks (as in
+    create_tasks) and the rejoined edge must not close a cycle; a parent that had become a leaf
+    turns back into a parent (its claim, if any, ends)."""
     check_task_id(task_id)
-    now = ctx.now()
-    results = ctx.store.write(
-        [
-            Statement(
-                f"""UPDATE tasks AS t SET state = CASE WHEN {READY_T} THEN 'ready' ELSE 'open' END,
-                    attempts = 0, closed_at = NULL, assignee = NULL, lease_expires_at = NULL,
-                    change_kind = 'reopened', changed_by = :actor, change_note = :note, updated_at = :now
-                WHERE t.id = :id AND t.state IN ('done', 'failed', 'cancelled')
-                  AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id AND c.state != 'cancelled')
-                RETURNING *""",
-                {"id": task_id, "actor": actor.name, "note": reason, "now": now},
-            ),
-            *after_state_change([task_id], ancestors_of(task_id), actor.name, now),
-        ]
-    )
-    if results[0]:
-        return task_from_row(results[0][0])
-    row = ctx.require_row(task_id)
-    if row["state"] in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
-        raise Conflict(f"{task_id} is a parent task; reopen one of its subtasks instead")
-    if row["state"] in HELD:
-        raise Conflict(f"{task_id} is {row['state']} by {row['assignee']}; it is not finished")
-    raise Conflict(f"{task_id} is {row['state']}; only done, failed or cancelled tasks can be reopened")
+    for _ in range(_ATTEMPTS):
+        row = ctx.require_row(task_id)
+        now = ctx.now()
+        rejoin = _rejoin_parent(ctx, actor, row, now) if row["state"] == TaskState.CANCELLED else []
+        try:
+            results = ctx.store.write(
+                [
+                    *rejoin,
+                    Statement(
+                        f"""UPDATE tasks AS t SET state = CASE WHEN {READY_T} THEN 'ready' ELSE 'open' END,
+                            attempts = 0, closed_at = NULL, assignee = NULL, lease_expires_at = NULL,
+                            change_kind = 'reopened', changed_by = :actor, change_note = :note, updated_at = :now
+                        WHERE t.id = :id AND t.state IN ('done', 'failed', 'cancelled')
+                          AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id AND c.state != 'cancelled')
+                        RETURNING *""",
+                        {"id": task_id, "actor": actor.name, "note": reason, "now": now},
+                    ),
+                    *after_state_change([task_id], ancestors_of(task_id), actor.name, now),
+                ]
+            )
+        except GuardFailed:
+            continue  # the parent or the graph changed since we looked: look again
+        if results[len(rejoin)]:
+            return task_from_row(results[len(rejoin)][0])
+        row = ctx.require_row(task_id)
+        if row["state"] in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+            raise Conflict(f"{task_id} is a parent task; reopen one of its subtasks instead")
+        if row["state"] in HELD:
+            raise Conflict(f"{task_id} is {row['state']} by {row['assignee']}; it is not finished")
+        raise Conflict(f"{task_id} is {row['state']}; only done, failed or cancelled tasks can be reopened")
+    raise Conflict(f"{task_id} kept changing while being reopened; try again")
+
+
+_ATTEMPTS = 5
+
+
+def _rejoin_parent(ctx: QueueContext, actor: Actor, row: Row, now: int) -> list[Statement]:
+    """Checks and statements for a cancelled subtask becoming a live child of its parent again."""
+    parent_id = row["parent_id"]
+    if parent_id is None:
+        return []
+    parent = ctx.require_row(parent_id)
+    state, holder = parent["state"], parent["assignee"]
+    if state in HELD and holder != actor.name and not actor.operator:
+        raise NotPermitted(f"{row['id']} belongs to {parent_id}, which {holder} holds; ask them to release it first")
+    if state not in (TaskState.OPEN, TaskState.READY, TaskState.DONE, *HELD):
+        raise Conflict(f"{row['id']} belongs to {parent_id}, which is {state}; reopen or unblock {parent_id} first")
+    overlay = Overlay()
+    overlay.add_child(parent_id, row["id"])
+    version = read_graph_version(ctx.store)
+    cycle = find_cycle(ctx.store, overlay)
+    if cycle is not None:
+        raise InvalidInput(f"reopening {row['id']} would close the cycle {describe_cycle(cycle)}; remove a link first")
+    params = {"p": parent_id, "state": state, "holder": holder or "", "actor": actor.name, "now": now}
+    return [
+        expect(
+            "EXISTS (SELECT 1 FROM tasks WHERE id = :p AND state = :state AND coalesce(assignee, '') = :holder)", params
+        ),
+        *graph_unchanged_since(version),
+        Statement(
+            """UPDATE tasks SET state = 'open', assignee = NULL, lease_expires_at = NULL, closed_at = NULL,
+                change_kind = 'split', changed_by = :actor, change_note = 'a subtask was reopened', updated_at = :now
+            WHERE id = :p AND state IN ('ready', 'claimed', 'in_progress', 'done')""",
+            params,
+        ),
+    ]

@@ -79,8 +79,9 @@ def reopen_parents(ancestors: list[str], actor: str, now: int) -> list[Statement
     """Undo a roll-up: a done ancestor with an unfinished live child is open again."""
     return [
         Statement(
-            """UPDATE tasks SET state = 'open', closed_at = NULL, change_kind = 'reopened',
-                changed_by = :actor, change_note = 'a child was reopened', updated_at = :now
+            """UPDATE tasks SET state = 'open', closed_at = NULL, assignee = NULL, lease_expires_at = NULL,
+                change_kind = 'reopened', changed_by = :actor, change_note = 'a child was reopened',
+                updated_at = :now
             WHERE id = :id AND state = 'done'
               AND EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = :id
                           AND c.state NOT IN ('done', 'cancelled'))""",
