@@ -195,3 +195,17 @@ def test_every_task_starts_with_a_created_event(queue: QueueContext, alice: Acto
     assert {(r["task_id"], r["kind"], r["actor"]) for r in rows} == {(c.id, "created", "alice") for c in created}
     assert {r["task_id"]: r["after_state"] for r in rows} == {c.id: c.state.value for c in created}
     assert TaskState.READY in {c.state for c in created}
+
+
+def test_a_root_id_taken_already_is_drawn_again_before_children_are_named(
+    queue: QueueContext, alice: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jetpack.tasks import creation
+
+    first = create_tasks(queue, alice, [NewTask(title="first")])[0].id
+    draws = iter([first, first, "jp-zzz9"])
+    monkeypatch.setattr(creation, "root_id", lambda prefix, seed, length: next(draws))
+    created = create_tasks(queue, alice, [NewTask(title="second", children=[NewTask(title="child")])])
+    assert [c.id for c in created] == ["jp-zzz9", "jp-zzz9.1"]
+    ancestry = queue.store.query("SELECT ancestor_id FROM task_ancestors WHERE task_id = 'jp-zzz9.1' ORDER BY distance")
+    assert [r["ancestor_id"] for r in ancestry] == ["jp-zzz9.1", "jp-zzz9"]

@@ -120,6 +120,7 @@ def serve(ctx: click.Context, agent: str | None, skills: str | None, log_level: 
     import anyio
 
     from jetpack.server import IdentityDefaults, build_parts, create_server
+    from jetpack.server.app import new_session
     from jetpack.server.stdio import serve_stdio
 
     logging.basicConfig(level=log_level.upper(), format="jetpack %(levelname)s %(name)s: %(message)s")
@@ -130,7 +131,8 @@ def serve(ctx: click.Context, agent: str | None, skills: str | None, log_level: 
         environ["JETPACK_SKILLS"] = skills
     app = app_of(ctx)
     parts = build_parts(app.settings, store=app.store, identity=IdentityDefaults.from_environ(environ))
-    anyio.run(serve_stdio, create_server(parts))
+    session = new_session(parts)
+    anyio.run(serve_stdio, create_server(parts, session_factory=lambda: session), session)
 
 
 @main.command()

@@ -7,7 +7,7 @@ agent session and runs the lease sweeper, so no separate daemon is ever needed.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -21,7 +21,7 @@ from jetpack.clock import Clock, SystemClock
 from jetpack.config import Settings
 from jetpack.resources import register_task_resources
 from jetpack.server.session import AgentSession, IdentityDefaults
-from jetpack.store import DataLayer, StoreError, open_store
+from jetpack.store import DataLayer, SQLiteDataLayer, StoreError, open_store
 from jetpack.tasks import QueueContext, release_expired_leases
 from jetpack.tools import register_agent_tools, register_task_tools
 
@@ -48,6 +48,8 @@ def build_parts(
 ) -> ServerParts:
     clock = clock or SystemClock()
     store = store or open_store(settings.db_path)
+    if isinstance(store, SQLiteDataLayer):
+        store.checkpoint_in_background()
     return ServerParts(
         settings=settings,
         store=store,
@@ -61,10 +63,17 @@ def instructions() -> str:
     return (resources.files("jetpack.server") / "instructions.md").read_text()
 
 
-def create_server(parts: ServerParts) -> MCPServer:
+def new_session(parts: ServerParts) -> AgentSession:
+    return AgentSession(queue=parts.queue, registry=parts.registry, defaults=parts.identity)
+
+
+def create_server(parts: ServerParts, session_factory: Callable[[], AgentSession] | None = None) -> MCPServer:
+    """The MCP server. Each connection gets an agent session from ``session_factory`` (a new
+    one by default; the stdio transport passes its own, to serve hot calls directly)."""
+
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[AgentSession]:
-        session = AgentSession(queue=parts.queue, registry=parts.registry, defaults=parts.identity)
+        session = session_factory() if session_factory else new_session(parts)
         async with anyio.create_task_group() as group:
             group.start_soon(_sweep_leases_forever, parts)
             try:

@@ -30,9 +30,15 @@ from jetpack.store.port import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Short waits first: a write transaction here lasts tens of microseconds, so a blocked writer
-# usually gets in on its first retry; SQLite's own busy handler backs off in whole milliseconds.
-_RETRY_SLEEPS = (0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
+# A write transaction here lasts tens of microseconds, so a blocked writer usually gets in within
+# a fraction of a millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10, 15… ms between tries,
+# which turns a brief wait into a long one; so its timeout is kept short and this loop, with its
+# finer steps (jittered), does the waiting, up to ``retry_seconds``.
+_RETRY_SLEEPS = (0.0001, 0.0002, 0.0003, 0.0005, 0.0008, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05)
+DEFAULT_BUSY_TIMEOUT_MS = 2
+# With background checkpoints, commits never pay for copying the WAL back into the database.
+_CHECKPOINT_EVERY_SECONDS = 0.5
+_CHECKPOINT_MIN_WAL_BYTES = 4 * 1024 * 1024
 
 
 def _rows(cursor: Any) -> list[Row]:
@@ -61,7 +67,9 @@ def _is_busy(error: Exception) -> bool:
 class SQLiteDataLayer:
     """A file-backed DataLayer. Safe to share between threads; each thread gets a connection."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000, retry_seconds: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, retry_seconds: float = 30.0
+    ) -> None:
         self._path = str(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._retry_seconds = retry_seconds
@@ -69,6 +77,8 @@ class SQLiteDataLayer:
         self._connections: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._checkpointer: threading.Thread | None = None
+        self._stop = threading.Event()
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._connection()
@@ -92,10 +102,32 @@ class SQLiteDataLayer:
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        if self._checkpointer is not None:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         self._local.conn = conn
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def checkpoint_in_background(self) -> None:
+        """Move WAL checkpoints off the commit path onto a thread of their own (long-lived
+        servers). Short-lived processes keep SQLite's automatic checkpoints."""
+        if self._checkpointer is not None or self._path == ":memory:":
+            return
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="jetpack-checkpoint", daemon=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        wal = Path(self._path + "-wal")
+        while not self._stop.wait(_CHECKPOINT_EVERY_SECONDS):
+            try:
+                if wal.exists() and wal.stat().st_size >= _CHECKPOINT_MIN_WAL_BYTES:
+                    self.query("PRAGMA wal_checkpoint(PASSIVE)")
+            except (OSError, StoreError):
+                log.debug("background checkpoint skipped", exc_info=True)
 
     def raw_connection(self) -> Any:
         """This thread's underlying connection, for extensions (e.g. sqlite-vec) and diagnostics."""
@@ -164,6 +196,9 @@ class SQLiteDataLayer:
         return int(self.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")[0]["v"])
 
     def close(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
+            self._checkpointer.join(timeout=5)
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []

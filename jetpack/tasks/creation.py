@@ -172,6 +172,15 @@ def _assign_ids(ctx: QueueContext, plan: list[_Planned], existing: dict[str, Row
         parent = plan[key].parent_key
         return 0 if parent is None else 1 + level(parent)
 
+    for planned in roots:
+        candidate = ""
+        while not candidate or candidate in taken:
+            seed = f"{planned.spec.title}|{ctx.now()}|{secrets.token_hex(8)}"
+            candidate = root_id(ctx.settings.id_prefix, seed, length)
+        planned.task_id = candidate
+        taken.add(candidate)
+    if roots:
+        _avoid_existing_root_ids(ctx, roots, taken, length)
     for key in sorted(range(len(plan)), key=level):  # parents get their ids before their children
         planned = plan[key]
         if planned.parent_key is not None:
@@ -181,19 +190,25 @@ def _assign_ids(ctx: QueueContext, plan: list[_Planned], existing: dict[str, Row
         elif planned.parent_id is not None:
             next_number[planned.parent_id] += 1
             planned.task_id = child_id(planned.parent_id, next_number[planned.parent_id])
-        else:
-            candidate = ""
-            while not candidate or candidate in taken:
-                seed = f"{planned.spec.title}|{ctx.now()}|{key}|{secrets.token_hex(8)}"
-                candidate = root_id(ctx.settings.id_prefix, seed, length)
-            planned.task_id = candidate
-        taken.add(planned.task_id)
         depth = planned.task_id.count(".") + 1
         if depth > ctx.settings.max_depth:
             raise InvalidInput(
                 f"task {planned.spec.title!r} would be at depth {depth}, beyond the maximum of "
                 f"{ctx.settings.max_depth}; flatten the tree or raise tasks.max_depth in .jetpack/config.toml"
             )
+
+
+def _avoid_existing_root_ids(ctx: QueueContext, roots: list[_Planned], taken: set[str], length: int) -> None:
+    """Re-draw root ids that already exist, so a big batch does not fail on its primary key."""
+    clashing = roots
+    while clashing:
+        existing = set(ctx.rows_by_id([p.task_id for p in clashing], "id"))
+        clashing = [p for p in clashing if p.task_id in existing]
+        for planned in clashing:
+            while planned.task_id in existing or planned.task_id in taken:
+                seed = f"{planned.spec.title}|{ctx.now()}|{secrets.token_hex(8)}"
+                planned.task_id = root_id(ctx.settings.id_prefix, seed, length)
+            taken.add(planned.task_id)
 
 
 def _refuse_cycles(ctx: QueueContext, plan: list[_Planned]) -> None:
@@ -211,13 +226,59 @@ def _refuse_cycles(ctx: QueueContext, plan: list[_Planned]) -> None:
         raise InvalidInput(f"these dependencies would form a cycle that can never finish: {describe_cycle(cycle)}")
 
 
-_INSERT_TASK = f"""INSERT INTO tasks(id, parent_id, depth, title, description, acceptance, state, priority,
+_TASK_COLUMNS = """INSERT INTO tasks(id, parent_id, depth, title, description, acceptance, state, priority,
         skills, files, labels, metadata, estimate_minutes, created_by, max_attempts, next_child,
-        changed_by, change_kind, created_at, updated_at)
-    SELECT :id, :parent_id, :depth, :title, :description, :acceptance,
-        CASE WHEN {ready_condition(":id")} THEN 'ready' ELSE 'open' END,
-        :priority, :skills, :files, :labels, :metadata, :estimate, :actor, :max_attempts, :next_child,
+        changed_by, change_kind, created_at, updated_at)"""
+_TASK_VALUES = """:priority, :skills, :files, :labels, :metadata, :estimate, :actor, :max_attempts, :next_child,
         :actor, 'created', :now, :now"""
+# A task the plan alone shows to be waiting (it has new subtasks, or it or a new ancestor has a
+# new blocker) is inserted open; the others ask the readiness rule, which also sees existing tasks.
+_INSERT_OPEN = f"""{_TASK_COLUMNS}
+    VALUES (:id, :parent_id, :depth, :title, :description, :acceptance, 'open', {_TASK_VALUES})"""
+_INSERT_BY_RULE = f"""{_TASK_COLUMNS}
+    SELECT :id, :parent_id, :depth, :title, :description, :acceptance,
+        CASE WHEN {ready_condition(":id")} THEN 'ready' ELSE 'open' END, {_TASK_VALUES}"""
+
+
+def _to_json(value: object) -> str:
+    return "[]" if value == [] else "{}" if value == {} else json.dumps(value)
+
+
+def _known_to_wait(plan: list[_Planned]) -> list[bool]:
+    """Per planned task: True when it must start open whatever the existing tasks' states are."""
+    has_children = {p.parent_key for p in plan if p.parent_key is not None}
+    waits: list[bool | None] = [None] * len(plan)
+
+    def visit(key: int) -> bool:
+        known = waits[key]
+        if known is None:
+            planned = plan[key]
+            parent = planned.parent_key
+            known = key in has_children or bool(planned.blockers_new) or (parent is not None and _inherits(parent))
+            waits[key] = known
+        return known
+
+    def _inherits(key: int) -> bool:  # does a new ancestor of a task have a (new, so unfinished) blocker?
+        planned = plan[key]
+        return bool(planned.blockers_new) or (planned.parent_key is not None and _inherits(planned.parent_key))
+
+    return [visit(key) for key in range(len(plan))]
+
+
+def _ancestry(plan: list[_Planned]) -> list[list[str]]:
+    """Ancestors of each planned task, nearest first, without re-parsing ids."""
+    memo: dict[int, list[str]] = {}
+
+    def of(key: int) -> list[str]:
+        if key not in memo:
+            planned = plan[key]
+            if planned.parent_key is not None:
+                memo[key] = [plan[planned.parent_key].task_id, *of(planned.parent_key)]
+            else:
+                memo[key] = ancestors_of(planned.task_id)
+        return memo[key]
+
+    return [of(key) for key in range(len(plan))]
 
 
 def _statements(
@@ -248,10 +309,11 @@ def _statements(
                 },
             ),
         ]
+    ancestors = _ancestry(plan)
     ancestry = [
         [p.task_id, ancestor, distance]
-        for p in plan
-        for distance, ancestor in enumerate([p.task_id, *ancestors_of(p.task_id)])
+        for p, chain in zip(plan, ancestors, strict=True)
+        for distance, ancestor in enumerate([p.task_id, *chain])
     ]
     statements.append(
         Statement(
@@ -276,32 +338,35 @@ def _statements(
                 {"rows": json.dumps(edges), "actor": actor.name, "now": now},
             )
         )
-    # Children before parents, so that each row's readiness sees its live children.
-    for planned in sorted(plan, key=lambda p: -p.task_id.count(".")):
+    waiting = _known_to_wait(plan)
+    opened: list[Statement] = []
+    by_rule: list[Statement] = []
+    for key, planned in enumerate(plan):
         spec = planned.spec
-        statements.append(
-            Statement(
-                _INSERT_TASK,
-                {
-                    "id": planned.task_id,
-                    "parent_id": planned.parent_id if planned.parent_key is None else plan[planned.parent_key].task_id,
-                    "depth": planned.task_id.count(".") + 1,
-                    "title": spec.title,
-                    "description": spec.description,
-                    "acceptance": spec.acceptance,
-                    "priority": spec.priority,
-                    "skills": json.dumps(spec.skills),
-                    "files": json.dumps(spec.files),
-                    "labels": json.dumps(spec.labels),
-                    "metadata": json.dumps(spec.metadata),
-                    "estimate": spec.estimate_minutes,
-                    "actor": actor.name,
-                    "max_attempts": spec.max_attempts or ctx.settings.max_attempts,
-                    "next_child": child_counts.get(planned.task_id, 0),
-                    "now": now,
-                },
-            )
+        params = {
+            "id": planned.task_id,
+            "parent_id": ancestors[key][0] if ancestors[key] else None,
+            "depth": len(ancestors[key]) + 1,
+            "title": spec.title,
+            "description": spec.description,
+            "acceptance": spec.acceptance,
+            "priority": spec.priority,
+            "skills": _to_json(spec.skills),
+            "files": _to_json(spec.files),
+            "labels": _to_json(spec.labels),
+            "metadata": _to_json(spec.metadata),
+            "estimate": spec.estimate_minutes,
+            "actor": actor.name,
+            "max_attempts": spec.max_attempts or ctx.settings.max_attempts,
+            "next_child": child_counts.get(planned.task_id, 0),
+            "now": now,
+        }
+        (opened if waiting[key] else by_rule).append(
+            Statement(_INSERT_OPEN if waiting[key] else _INSERT_BY_RULE, params)
         )
+    # Rule-decided rows are leaves in this plan; deepest first anyway, so the rule sees all rows below.
+    by_rule.sort(key=lambda st: -int(st.params["depth"]))  # type: ignore[call-overload]
+    statements += [*opened, *by_rule]
     for parent in existing_parents:
         statements.append(
             Statement(

@@ -65,8 +65,42 @@ def find_cycle(store: DataLayer, overlay: Overlay) -> list[Node] | None:
     reenters = any(t not in overlay.new_tasks for t in overlay.blocks) or any(
         p not in overlay.new_tasks for p in overlay.children
     )
-    successors = _explore(store, overlay, sources, read_existing=reenters)
+    if not reenters:
+        return _cycle_among_new_tasks(overlay)
+    successors = _explore(store, overlay, sources, read_existing=True)
     return _first_cycle(successors, sources)
+
+
+def _cycle_among_new_tasks(overlay: Overlay) -> list[Node] | None:
+    """Kahn's algorithm over the new tasks only (existing ones are sinks here): linear, and the
+    usual case of a big batch; a depth-first search names the cycle only when there is one."""
+    new = overlay.new_tasks
+    successors: dict[Node, list[Node]] = {}
+    for task in new:
+        targets = [("done", b) for b in overlay.blocks.get(task, ()) if b in new]
+        parent = parent_of(task)
+        if parent in new:
+            targets.append(("start", parent))
+        successors[("start", task)] = targets
+        kids = overlay.children.get(task)
+        successors[("done", task)] = [("done", c) for c in kids] if kids else [("start", task)]
+    indegree = dict.fromkeys(successors, 0)
+    for targets in successors.values():
+        for target in targets:
+            indegree[target] += 1
+    ready = [node for node, count in indegree.items() if count == 0]
+    removed = 0
+    while ready:
+        node = ready.pop()
+        removed += 1
+        for target in successors[node]:
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                ready.append(target)
+    if removed == len(successors):
+        return None
+    stuck = sorted(node for node, count in indegree.items() if count > 0)
+    return _first_cycle(successors, stuck)
 
 
 def _explore(store: DataLayer, overlay: Overlay, sources: list[Node], *, read_existing: bool) -> dict[Node, list[Node]]:

@@ -203,18 +203,23 @@ def reopen_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str | Non
     check_task_id(task_id)
     for _ in range(_ATTEMPTS):
         row = ctx.require_row(task_id)
+        _check_reopenable(ctx, row)
         now = ctx.now()
         rejoin = _rejoin_parent(ctx, actor, row, now) if row["state"] == TaskState.CANCELLED else []
+        unchanged = expect(
+            "EXISTS (SELECT 1 FROM tasks t WHERE t.id = :id AND t.state = :state AND t.updated_at = :updated)",
+            {"id": task_id, "state": row["state"], "updated": row["updated_at"]},
+        )
         try:
             results = ctx.store.write(
                 [
+                    unchanged,
                     *rejoin,
                     Statement(
                         f"""UPDATE tasks AS t SET state = CASE WHEN {READY_T} THEN 'ready' ELSE 'open' END,
                             attempts = 0, closed_at = NULL, assignee = NULL, lease_expires_at = NULL,
                             change_kind = 'reopened', changed_by = :actor, change_note = :note, updated_at = :now
-                        WHERE t.id = :id AND t.state IN ('done', 'failed', 'cancelled')
-                          AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id AND c.state != 'cancelled')
+                        WHERE t.id = :id
                         RETURNING *""",
                         {"id": task_id, "actor": actor.name, "note": reason, "now": now},
                     ),
@@ -222,16 +227,19 @@ def reopen_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str | Non
                 ]
             )
         except GuardFailed:
-            continue  # the parent or the graph changed since we looked: look again
-        if results[len(rejoin)]:
-            return task_from_row(results[len(rejoin)][0])
-        row = ctx.require_row(task_id)
-        if row["state"] in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
-            raise Conflict(f"{task_id} is a parent task; reopen one of its subtasks instead")
-        if row["state"] in HELD:
-            raise Conflict(f"{task_id} is {row['state']} by {row['assignee']}; it is not finished")
-        raise Conflict(f"{task_id} is {row['state']}; only done, failed or cancelled tasks can be reopened")
+            continue  # the task, its parent or the graph changed since we looked: look again
+        return task_from_row(results[1 + len(rejoin)][0])
     raise Conflict(f"{task_id} kept changing while being reopened; try again")
+
+
+def _check_reopenable(ctx: QueueContext, row: Row) -> None:
+    task_id, state = row["id"], row["state"]
+    if state in HELD:
+        raise Conflict(f"{task_id} is {state} by {row['assignee']}; it is not finished")
+    if state not in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+        raise Conflict(f"{task_id} is {state}; only done, failed or cancelled tasks can be reopened")
+    if ctx.store.query("SELECT 1 FROM tasks WHERE parent_id = :id AND state != 'cancelled'", {"id": task_id}):
+        raise Conflict(f"{task_id} is a parent task; reopen one of its subtasks instead")
 
 
 _ATTEMPTS = 5

@@ -19,7 +19,7 @@ def task_from_row(row: Row) -> Task:
     for key in ("created_at", "updated_at", "claimed_at", "closed_at", "lease_expires_at"):
         data[key] = to_datetime(row[key])
     data["state"] = TaskState(row["state"])
-    return Task.model_validate(data)
+    return Task.model_construct(**data)  # rows were validated on the way in; skip re-validation
 
 
 def summary_from_row(row: Row) -> TaskSummary:

@@ -28,6 +28,9 @@ def ready_condition(task: str) -> str:
 
 READY_T = ready_condition("t.id")
 
+# (A unary + on a column, as in `+t.state`, keeps SQLite from driving a statement by an index on
+# that column: these statements must start from the few candidate ids, not from every open task.)
+
 # Tasks whose readiness depends on the state of the tasks in the JSON array :changed —
 # the dependants of those tasks, and every descendant of a dependant.
 AFFECTED_BY_CHANGED = """SELECT a.task_id FROM dependencies d
@@ -42,20 +45,15 @@ DESCENDANTS_OF_CHANGED = (
 
 def refresh_readiness(candidates_sql: str, params: dict[str, object], actor: str, now: int) -> list[Statement]:
     """Promote open→ready and demote ready→open among the candidate tasks, per the rule."""
-    marks = {**params, "actor": actor, "now": now}
+    wanted = f"CASE WHEN {READY_T} THEN 'ready' ELSE 'open' END"
     return [
         Statement(
-            f"""UPDATE tasks AS t SET state = 'ready', change_kind = 'unblocked', changed_by = :actor,
-                change_note = NULL, updated_at = :now
-            WHERE t.state = 'open' AND t.id IN ({candidates_sql}) AND {READY_T}""",
-            marks,
-        ),
-        Statement(
-            f"""UPDATE tasks AS t SET state = 'open', change_kind = 'waiting', changed_by = :actor,
-                change_note = NULL, updated_at = :now
-            WHERE t.state = 'ready' AND t.id IN ({candidates_sql}) AND NOT ({READY_T})""",
-            marks,
-        ),
+            f"""UPDATE tasks AS t SET state = {wanted},
+                change_kind = CASE t.state WHEN 'open' THEN 'unblocked' ELSE 'waiting' END,
+                changed_by = :actor, change_note = NULL, updated_at = :now
+            WHERE +t.state IN ('open', 'ready') AND t.id IN ({candidates_sql}) AND t.state != {wanted}""",
+            {**params, "actor": actor, "now": now},
+        )
     ]
 
 

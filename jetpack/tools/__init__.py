@@ -3,4 +3,21 @@
 from jetpack.tools.agents import register_agent_tools
 from jetpack.tools.tasks import register_task_tools
 
-__all__ = ["register_agent_tools", "register_task_tools"]
+# Tools that use nothing of the MCP Context beyond the session's identity (session_of/acting),
+# so the stdio transport may answer their calls directly (jetpack/server/stdio.py). A tool that
+# reports progress, sends notifications or reads other Context members must not be listed.
+DIRECT_TOOLS = frozenset(
+    {
+        "register_agent",
+        "create_tasks",
+        "list_tasks",
+        "get_task",
+        "claim_task",
+        "update_task",
+        "complete_task",
+        "fail_task",
+        "add_dependency",
+    }
+)
+
+__all__ = ["DIRECT_TOOLS", "register_agent_tools", "register_task_tools"]
