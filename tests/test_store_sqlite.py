@@ -28,7 +28,7 @@ def test_connections_use_wal_normal_sync_foreign_keys_and_busy_timeout(tmp_path:
     assert store.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
     assert store.query("PRAGMA synchronous")[0]["synchronous"] == 1  # NORMAL
     assert store.query("PRAGMA foreign_keys")[0]["foreign_keys"] == 1
-    assert store.query("PRAGMA busy_timeout")[0]["timeout"] == 2  # short: our retry loop waits in finer steps
+    assert store.query("PRAGMA busy_timeout")[0]["timeout"] == 1  # short: our retry loop waits in finer steps
     store.close()
 
 

@@ -34,7 +34,6 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent
-from mcp_types import methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 from pydantic import ValidationError
 
@@ -145,15 +144,21 @@ class _DirectCalls:
             _Connection(_ClientParams(_ClientInfo(self._client_name))),
         )
         try:
-            result = await tool.run(params.get("arguments") or {}, cast(Any, context), convert_result=True)
+            # Our tools build their CallToolResult from their output model already; the SDK's second
+            # validation of it against that model is left to the SDK pipeline (and the test suite).
+            result = await tool.run(params.get("arguments") or {}, cast(Any, context))
+            if not isinstance(result, CallToolResult):  # pragma: no cover - every direct tool builds one
+                result = tool.fn_metadata.convert_result(result)
         except MCPError as error:
             self._reply(message["id"], {"error": error.error.model_dump(by_alias=True, mode="json", exclude_none=True)})
             return
         except Exception as error:  # the same outcome as the SDK's call_tool handler
             _log_tool_failure(name, error)
             result = CallToolResult(content=[TextContent(type="text", text=str(error))], is_error=True)
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        self._reply(message["id"], {"result": methods.serialize_server_result("tools/call", self._version, dumped)})
+        # What the SDK's per-version sieve yields for a handshake-era CallToolResult (the parity
+        # test compares the two): the dump without the 2026-only resultType.
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"result_type"})
+        self._reply(message["id"], {"result": dumped})
 
     def _reply(self, request_id: Any, body: dict[str, Any]) -> None:
         payload = {"jsonrpc": "2.0", "id": request_id, **body}

@@ -35,7 +35,7 @@ T = TypeVar("T")
 # which turns a brief wait into a long one; so its timeout is kept short and this loop, with its
 # finer steps (jittered), does the waiting, up to ``retry_seconds``.
 _RETRY_SLEEPS = (0.0001, 0.0002, 0.0003, 0.0005, 0.0008, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05)
-DEFAULT_BUSY_TIMEOUT_MS = 2
+DEFAULT_BUSY_TIMEOUT_MS = 1
 # With background checkpoints, commits never pay for copying the WAL back into the database.
 _CHECKPOINT_EVERY_SECONDS = 0.5
 _CHECKPOINT_MIN_WAL_BYTES = 4 * 1024 * 1024
@@ -145,16 +145,22 @@ class SQLiteDataLayer:
         return self._with_retry(lambda: self._write_once(conn, statements))
 
     def _write_once(self, conn: Any, statements: Sequence[Statement]) -> list[list[Row]]:
+        groups = _runs(statements)  # planned before the write lock is taken
+        raw: list[tuple[list[str], list[Any]] | None] = []
         conn.execute("BEGIN IMMEDIATE")
-        results: list[list[Row]] = []
         try:
-            for index, group in _runs(statements):
+            for index, group in groups:
                 try:
                     if len(group) == 1:
-                        results.append(_rows(conn.execute(group[0].sql, group[0].params)))
+                        cursor = conn.execute(group[0].sql, group[0].params)
+                        raw.append(
+                            None
+                            if cursor.description is None
+                            else ([d[0] for d in cursor.description], cursor.fetchall())
+                        )
                     else:
                         conn.executemany(group[0].sql, [s.params for s in group])
-                        results.extend([] for _ in group)
+                        raw.extend(None for _ in group)
                 except sqlean.IntegrityError as error:
                     message = str(error)
                     if "write_guard" in message:
@@ -165,7 +171,8 @@ class SQLiteDataLayer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return results
+        # Rows become dicts only after COMMIT: the write lock is held no longer than needed.
+        return [[] if r is None else [dict(zip(r[0], row, strict=True)) for row in r[1]] for r in raw]
 
     def _with_retry(self, operation: Callable[[], T]) -> T:
         deadline = time.monotonic() + self._retry_seconds

@@ -40,14 +40,9 @@ class FailMode(StrEnum):
     RELEASE = "release"  # hand the task back without counting an attempt
 
 
-def claim_task(ctx: QueueContext, actor: Actor, task_id: str | None = None) -> ClaimOutcome:
-    now = ctx.now()
-    params = {
-        "actor": actor.name,
-        "skills": json.dumps(sorted(actor.skills)),
-        "lease": now + ctx.lease_ms(),
-        "now": now,
-    }
+def claim_statements(actor: Actor, task_id: str | None, now: int, lease_ms: int) -> list[Statement]:
+    """The claim batch: sweep lapsed leases, then claim one ready task (``RETURNING`` it)."""
+    params = {"actor": actor.name, "skills": json.dumps(sorted(actor.skills)), "lease": now + lease_ms, "now": now}
     if task_id is None:
         claim = Statement(
             f"""UPDATE tasks SET {_CLAIM_SET}
@@ -58,14 +53,20 @@ def claim_task(ctx: QueueContext, actor: Actor, task_id: str | None = None) -> C
             params,
         )
     else:
-        check_task_id(task_id)
         claim = Statement(
             f"""UPDATE tasks AS t SET {_CLAIM_SET}
             WHERE t.id = :id AND t.state = 'ready' AND {SKILLS_OK}
             RETURNING *""",
             {**params, "id": task_id},
         )
-    rows = ctx.store.write([expire_leases(now), claim])[1]
+    return [expire_leases(now), claim]
+
+
+def claim_task(ctx: QueueContext, actor: Actor, task_id: str | None = None) -> ClaimOutcome:
+    if task_id is not None:
+        check_task_id(task_id)
+    now = ctx.now()
+    rows = ctx.store.write(claim_statements(actor, task_id, now, ctx.lease_ms()))[1]
     if rows:
         return ClaimOutcome(task=task_from_row(rows[0]))
     if task_id is None:
@@ -108,11 +109,9 @@ def release_expired_leases(ctx: QueueContext) -> list[Row]:
     return ctx.store.execute(sweep.sql, sweep.params)
 
 
-def complete_task(ctx: QueueContext, actor: Actor, task_id: str, summary: str) -> Task:
-    check_task_id(task_id)
-    if len(summary) > TEXT_MAX:
-        raise InvalidInput(f"summary is {len(summary)} characters; keep it under {TEXT_MAX}")
-    now = ctx.now()
+def complete_statements(actor: Actor, task_id: str, summary: str, now: int) -> list[Statement]:
+    """The completion batch: mark the holder's task done (``RETURNING`` it), roll up its parents,
+    and make ready whatever waited on it — one transaction, whatever the entrypoint."""
     allowed = (
         "('claimed', 'in_progress', 'ready', 'open', 'blocked')" if actor.operator else "('claimed', 'in_progress')"
     )
@@ -132,7 +131,14 @@ def complete_task(ctx: QueueContext, actor: Actor, task_id: str, summary: str) -
             "now": now,
         },
     )
-    results = ctx.store.write([done, *after_state_change([task_id], ancestors_of(task_id), actor.name, now)])
+    return [done, *after_state_change([task_id], ancestors_of(task_id), actor.name, now)]
+
+
+def complete_task(ctx: QueueContext, actor: Actor, task_id: str, summary: str) -> Task:
+    check_task_id(task_id)
+    if len(summary) > TEXT_MAX:
+        raise InvalidInput(f"summary is {len(summary)} characters; keep it under {TEXT_MAX}")
+    results = ctx.store.write(complete_statements(actor, task_id, summary, ctx.now()))
     if results[0]:
         return task_from_row(results[0][0])
     row = ctx.require_row(task_id)
