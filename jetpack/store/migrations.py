@@ -24,6 +24,23 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    requires: frozenset[str] = frozenset()  # engine features, from a leading "-- requires: a, b" line
+
+
+_REQUIRES = re.compile(r"^--\s*requires:\s*(.+)$", re.MULTILINE)
+
+# How to tell whether the engine has a feature: a statement that fails without it.
+_FEATURE_PROBES = {
+    "fts5": ["CREATE VIRTUAL TABLE fts5_probe USING fts5(x)", "DROP TABLE fts5_probe"],
+}
+
+
+def engine_supports(store: DataLayer, feature: str) -> bool:
+    try:
+        store.write([Statement(sql) for sql in _FEATURE_PROBES[feature]])
+    except StoreError:
+        return False
+    return True
 
 
 def split_statements(script: str) -> list[str]:
@@ -48,7 +65,10 @@ def available_migrations() -> list[Migration]:
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)
         if match:
-            found.append(Migration(int(match[1]), match[2], tuple(split_statements(entry.read_text()))))
+            text = entry.read_text()
+            requires = _REQUIRES.search(text)
+            features = frozenset(f.strip() for f in requires[1].split(",")) if requires else frozenset()
+            found.append(Migration(int(match[1]), match[2], tuple(split_statements(text)), features))
     found.sort(key=lambda m: m.version)
     return found
 
