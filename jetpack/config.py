@@ -68,12 +68,30 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class ReservationSettings:
+    default_ttl_seconds: int = 3600
+    max_ttl_seconds: int = 7 * 86_400
+
+    def validate(self) -> None:
+        if not 60 <= self.default_ttl_seconds <= self.max_ttl_seconds:
+            raise ConfigError(
+                f"reservations.default_ttl_seconds must be between 60 and max_ttl_seconds ({self.max_ttl_seconds}), "
+                f"not {self.default_ttl_seconds}"
+            )
+        if not 60 <= self.max_ttl_seconds <= 365 * 86_400:
+            raise ConfigError(
+                f"reservations.max_ttl_seconds must be between 60 and 31536000, not {self.max_ttl_seconds}"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     project_dir: Path
     db_path: Path
     tasks: TaskSettings = field(default_factory=TaskSettings)
     agents: AgentSettings = field(default_factory=AgentSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    reservations: ReservationSettings = field(default_factory=ReservationSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -125,9 +143,11 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
             data = tomllib.loads(config_path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{config_path} is not valid TOML: {error}") from error
-    unknown = set(data) - {"tasks", "agents", "server", "store"}
+    unknown = set(data) - {"tasks", "agents", "server", "store", "reservations"}
     if unknown:
-        raise ConfigError(f"{config_path}: unknown section(s) {sorted(unknown)}; known: tasks, agents, server, store")
+        raise ConfigError(
+            f"{config_path}: unknown section(s) {sorted(unknown)}; known: tasks, agents, server, reservations, store"
+        )
     db_setting = environ.get("JETPACK_DB") or data.get("store", {}).get("path")
     db_path = Path(db_setting).expanduser() if db_setting else Path(STATE_DIR) / DB_FILE
     if not db_path.is_absolute():
@@ -138,6 +158,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         tasks=_section(data, "tasks", TaskSettings, config_path),
         agents=_section(data, "agents", AgentSettings, config_path),
         server=_section(data, "server", ServerSettings, config_path),
+        reservations=_section(data, "reservations", ReservationSettings, config_path),
     )
     if environ.get("JETPACK_LEASE_SECONDS"):
         try:
@@ -165,6 +186,10 @@ stale_seconds = 120     # a silent session loses its name after this long
 
 [server]
 sweep_interval_seconds = 15   # how often expired leases return to the queue
+
+[reservations]
+default_ttl_seconds = 3600    # a file reservation lasts this long unless renewed
+max_ttl_seconds = 604800
 
 # [store]
 # path = ".jetpack/jetpack.db"

@@ -13,6 +13,8 @@ from jetpack.agents import AgentRegistry, SessionInfo, generate_name, parse_skil
 from jetpack.clock import ManualClock
 from jetpack.config import AgentSettings
 from jetpack.errors import Conflict, InvalidInput
+from jetpack.mail import MailContext
+from jetpack.reservations.service import ReservationContext
 from jetpack.server.session import AgentSession, IdentityDefaults
 from jetpack.store import DataLayer
 from jetpack.tasks import NewTask, QueueContext, claim_task, create_tasks
@@ -21,6 +23,16 @@ from jetpack.tasks import NewTask, QueueContext, claim_task, create_tasks
 @pytest.fixture
 def registry(store: DataLayer, clock: ManualClock) -> AgentRegistry:
     return AgentRegistry(store, AgentSettings(stale_seconds=60), clock)
+
+
+def new_session(queue: QueueContext, registry: AgentRegistry, defaults: IdentityDefaults | None = None) -> AgentSession:
+    return AgentSession(
+        queue=queue,
+        registry=registry,
+        mail=MailContext(store=queue.store, clock=queue.clock),
+        reservations=ReservationContext(store=queue.store, clock=queue.clock),
+        defaults=defaults or IdentityDefaults(),
+    )
 
 
 def session(name: str, client_session: str | None = None, pid: int | None = None) -> SessionInfo:
@@ -71,7 +83,7 @@ def test_session_registers_lazily_from_the_environment(
     queue: QueueContext, registry: AgentRegistry, store: DataLayer
 ) -> None:
     defaults = IdentityDefaults.from_environ({"JETPACK_AGENT": "kestrel", "JETPACK_SKILLS": "python,Go"})
-    agent = AgentSession(queue=queue, registry=registry, defaults=defaults)
+    agent = new_session(queue, registry, defaults)
     assert store.query("SELECT count(*) AS n FROM agents")[0]["n"] == 0
     actor = agent.actor()
     assert (actor.name, actor.skills) == ("kestrel", frozenset({"python", "go"}))
@@ -81,7 +93,7 @@ def test_session_registers_lazily_from_the_environment(
 def test_calls_are_heartbeats_that_renew_leases(
     queue: QueueContext, registry: AgentRegistry, clock: ManualClock, store: DataLayer
 ) -> None:
-    agent = AgentSession(queue=queue, registry=registry, defaults=IdentityDefaults(name="kestrel"))
+    agent = new_session(queue, registry, IdentityDefaults(name="kestrel"))
     actor = agent.actor()
     task = create_tasks(queue, actor, [NewTask(title="t")])[0].id
     claim_task(queue, actor, task)
@@ -97,7 +109,7 @@ def test_calls_are_heartbeats_that_renew_leases(
 def test_a_session_that_lost_its_name_is_told_to_register_again(
     queue: QueueContext, registry: AgentRegistry, clock: ManualClock
 ) -> None:
-    agent = AgentSession(queue=queue, registry=registry, defaults=IdentityDefaults(name="kestrel"))
+    agent = new_session(queue, registry, IdentityDefaults(name="kestrel"))
     agent.actor()
     clock.advance(61)
     registry.register("kestrel", [], session("usurper"))
@@ -106,5 +118,5 @@ def test_a_session_that_lost_its_name_is_told_to_register_again(
 
 
 def test_generated_names_avoid_live_ones(queue: QueueContext, registry: AgentRegistry) -> None:
-    names = {AgentSession(queue=queue, registry=registry).actor().name for _ in range(30)}
+    names = {new_session(queue, registry).actor().name for _ in range(30)}
     assert len(names) == 30

@@ -27,6 +27,16 @@ TOOLS = {
     "complete_task",
     "fail_task",
     "add_dependency",
+    "send_mail",
+    "fetch_inbox",
+    "mark_mail",
+    "get_thread",
+    "search_mail",
+    "reserve_files",
+    "renew_files",
+    "release_files",
+    "check_files",
+    "announce_intent",
 }
 
 
@@ -67,13 +77,14 @@ async def refused(client: Client, tool: str, **args: Any) -> str:
     return str(result.content[0].text)  # type: ignore[union-attr]
 
 
-async def test_the_server_offers_exactly_the_task_tools_and_short_instructions(mcp_client: Client) -> None:
+async def test_the_server_offers_exactly_its_tools_with_short_descriptions(mcp_client: Client) -> None:
     tools = (await mcp_client.list_tools()).tools
     assert {t.name for t in tools} == TOOLS
     for tool in tools:
         assert tool.description and len(tool.description.encode()) <= 2048
         assert tool.output_schema is not None
-    assert {t.name for t in tools if t.annotations and t.annotations.read_only_hint} == {"list_tasks", "get_task"}
+    read_only = {t.name for t in tools if t.annotations and t.annotations.read_only_hint}
+    assert read_only == {"list_tasks", "get_task", "get_thread", "search_mail", "check_files"}
     params = {t.name: set(t.input_schema["properties"]) for t in tools}
     assert {"task_id"} <= params["get_task"] and {"task_id"} <= params["complete_task"]
     assert params["create_tasks"] == {"tasks"}

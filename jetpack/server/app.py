@@ -14,16 +14,25 @@ from importlib import resources
 
 import anyio
 from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from jetpack import __version__
 from jetpack.agents import AgentRegistry
 from jetpack.clock import Clock, SystemClock
 from jetpack.config import Settings
-from jetpack.resources import register_task_resources
+from jetpack.mail import MailContext
+from jetpack.reservations.service import ReservationContext, sweep_expired_reservations
+from jetpack.resources import register_mail_resources, register_task_resources
+from jetpack.resources.mail import InboxWatcher
 from jetpack.server.session import AgentSession, IdentityDefaults
 from jetpack.store import DataLayer, SQLiteDataLayer, StoreError, open_store
 from jetpack.tasks import QueueContext, release_expired_leases
-from jetpack.tools import register_agent_tools, register_task_tools
+from jetpack.tools import (
+    register_agent_tools,
+    register_mail_tools,
+    register_reservation_tools,
+    register_task_tools,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,8 @@ class ServerParts:
     store: DataLayer
     queue: QueueContext
     registry: AgentRegistry
+    mail: MailContext
+    reservations: ReservationContext
     identity: IdentityDefaults
 
 
@@ -55,7 +66,23 @@ def build_parts(
         store=store,
         queue=QueueContext(store=store, settings=settings.tasks, clock=clock),
         registry=AgentRegistry(store, settings.agents, clock),
+        mail=mail_context(settings, store, clock),
+        reservations=reservation_context(settings, store, clock),
         identity=identity or IdentityDefaults.from_environ(),
+    )
+
+
+def mail_context(settings: Settings, store: DataLayer, clock: Clock | None = None) -> MailContext:
+    return MailContext(store=store, clock=clock or SystemClock(), live_seconds=settings.agents.stale_seconds)
+
+
+def reservation_context(settings: Settings, store: DataLayer, clock: Clock | None = None) -> ReservationContext:
+    return ReservationContext(
+        store=store,
+        repo_root=settings.project_dir,
+        clock=clock or SystemClock(),
+        default_ttl_seconds=settings.reservations.default_ttl_seconds,
+        max_ttl_seconds=settings.reservations.max_ttl_seconds,
     )
 
 
@@ -64,18 +91,27 @@ def instructions() -> str:
 
 
 def new_session(parts: ServerParts) -> AgentSession:
-    return AgentSession(queue=parts.queue, registry=parts.registry, defaults=parts.identity)
+    return AgentSession(
+        queue=parts.queue,
+        registry=parts.registry,
+        mail=parts.mail,
+        reservations=parts.reservations,
+        defaults=parts.identity,
+    )
 
 
 def create_server(parts: ServerParts, session_factory: Callable[[], AgentSession] | None = None) -> MCPServer:
     """The MCP server. Each connection gets an agent session from ``session_factory`` (a new
     one by default; the stdio transport passes its own, to serve hot calls directly)."""
+    bus = InMemorySubscriptionBus()
+    watcher = InboxWatcher(parts.mail, bus)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[AgentSession]:
         session = session_factory() if session_factory else new_session(parts)
         async with anyio.create_task_group() as group:
-            group.start_soon(_sweep_leases_forever, parts)
+            group.start_soon(_sweep_forever, parts)
+            group.start_soon(watcher.run)
             try:
                 yield session
             finally:
@@ -90,22 +126,28 @@ def create_server(parts: ServerParts, session_factory: Callable[[], AgentSession
         version=__version__,
         instructions=instructions(),
         lifespan=lifespan,
+        subscriptions=bus,
     )
     register_agent_tools(mcp)
     register_task_tools(mcp)
+    register_mail_tools(mcp)
+    register_reservation_tools(mcp)
     register_task_resources(mcp, parts.queue)
+    register_mail_resources(mcp, parts.mail, watcher)
     return mcp
 
 
-async def _sweep_leases_forever(parts: ServerParts) -> None:
-    """Return lapsed claims to the queue every few seconds (claims also sweep before they run)."""
+async def _sweep_forever(parts: ServerParts) -> None:
+    """Return lapsed claims to the queue and retire lapsed reservations every few seconds (claims
+    also sweep before they run, and expired reservations stop counting the moment they expire)."""
     interval = parts.settings.server.sweep_interval_seconds
     while True:
         await anyio.sleep(interval)
         try:
             expired = release_expired_leases(parts.queue)
+            sweep_expired_reservations(parts.reservations)
         except StoreError:
-            log.warning("lease sweep failed; will retry", exc_info=True)
+            log.warning("sweep failed; will retry", exc_info=True)
             continue
         for row in expired:
             log.info("lease expired on %s; now %s", row["id"], row["state"])

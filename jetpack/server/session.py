@@ -24,6 +24,8 @@ from jetpack.agents import (
     parse_skills,
 )
 from jetpack.errors import Conflict
+from jetpack.mail import MailContext
+from jetpack.reservations.service import ReservationContext
 from jetpack.tasks import QueueContext, renew_leases
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class IdentityDefaults:
 class AgentSession:
     queue: QueueContext
     registry: AgentRegistry
+    mail: MailContext
+    reservations: ReservationContext
     defaults: IdentityDefaults = field(default_factory=IdentityDefaults)
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     client_name: str | None = None
@@ -116,6 +120,11 @@ class AgentSession:
         if current is not None and current.name != record.name:
             self.registry.end_session(current.name, self.session_id)
         return record
+
+    @property
+    def agent_name(self) -> str | None:
+        """The agent this session acts as, if it has registered yet (no database access)."""
+        return None if self._actor is None else self._actor.name
 
     def close(self) -> None:
         if self._actor is not None:

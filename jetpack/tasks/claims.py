@@ -8,6 +8,7 @@ not hold, and only then do we read the row again to explain why to the caller.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel
@@ -109,7 +110,9 @@ def release_expired_leases(ctx: QueueContext) -> list[Row]:
     return ctx.store.execute(sweep.sql, sweep.params)
 
 
-def complete_statements(actor: Actor, task_id: str, summary: str, now: int) -> list[Statement]:
+def complete_statements(
+    actor: Actor, task_id: str, summary: str, now: int, files_touched: Sequence[str] = ()
+) -> list[Statement]:
     """The completion batch: mark the holder's task done (``RETURNING`` it), roll up its parents,
     and make ready whatever waited on it — one transaction, whatever the entrypoint."""
     allowed = (
@@ -117,7 +120,7 @@ def complete_statements(actor: Actor, task_id: str, summary: str, now: int) -> l
     )
     done = Statement(
         f"""UPDATE tasks AS t SET state = 'done', result_summary = :summary, closed_at = :now,
-            lease_expires_at = NULL, assignee = coalesce(assignee, :actor),
+            files_touched = :touched, lease_expires_at = NULL, assignee = coalesce(assignee, :actor),
             change_kind = 'completed', changed_by = :actor, change_note = :note, updated_at = :now
         WHERE t.id = :id AND t.state IN {allowed} AND (t.assignee = :actor OR :operator)
           AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id AND c.state != 'cancelled')
@@ -128,17 +131,30 @@ def complete_statements(actor: Actor, task_id: str, summary: str, now: int) -> l
             "operator": actor.operator,
             "summary": summary,
             "note": summary[:NOTE_MAX] or None,
+            "touched": json.dumps(list(files_touched)),
             "now": now,
         },
     )
     return [done, *after_state_change([task_id], ancestors_of(task_id), actor.name, now)]
 
 
-def complete_task(ctx: QueueContext, actor: Actor, task_id: str, summary: str) -> Task:
+def complete_task(
+    ctx: QueueContext,
+    actor: Actor,
+    task_id: str,
+    summary: str,
+    *,
+    files_touched: Sequence[str] = (),
+    also: Callable[[int], Sequence[Statement]] | None = None,
+) -> Task:
+    """Complete the caller's claim. ``also(now)`` adds statements to the same transaction (e.g. closing
+    reservations); each must itself check that this completion, stamped ``now``, happened."""
     check_task_id(task_id)
     if len(summary) > TEXT_MAX:
         raise InvalidInput(f"summary is {len(summary)} characters; keep it under {TEXT_MAX}")
-    results = ctx.store.write(complete_statements(actor, task_id, summary, ctx.now()))
+    now = ctx.now()
+    extra = list(also(now)) if also else []
+    results = ctx.store.write([*complete_statements(actor, task_id, summary, now, files_touched), *extra])
     if results[0]:
         return task_from_row(results[0][0])
     row = ctx.require_row(task_id)

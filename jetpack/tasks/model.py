@@ -144,6 +144,7 @@ class Task(BaseModel):
     blocked_reason: str | None = None
     progress_note: str | None = None
     result_summary: str | None = None
+    files_touched: list[str] = []
     created_at: datetime
     updated_at: datetime
     claimed_at: datetime | None = None

@@ -14,7 +14,7 @@ SUMMARY_COLUMNS = "id, title, state, priority, assignee, parent_id, skills, bloc
 
 def task_from_row(row: Row) -> Task:
     data: dict[str, Any] = {k: row[k] for k in Task.model_fields if k in row}
-    for key in ("skills", "files", "labels", "metadata"):
+    for key in ("skills", "files", "labels", "metadata", "files_touched"):
         data[key] = json.loads(row[key])
     for key in ("created_at", "updated_at", "claimed_at", "closed_at", "lease_expires_at"):
         data[key] = to_datetime(row[key])

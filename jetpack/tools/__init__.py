@@ -1,6 +1,8 @@
 """MCP tools, by domain."""
 
 from jetpack.tools.agents import register_agent_tools
+from jetpack.tools.mail import register_mail_tools
+from jetpack.tools.reservations import register_reservation_tools
 from jetpack.tools.tasks import register_task_tools
 
 # Tools that use nothing of the MCP Context beyond the session's identity (session_of/acting),
@@ -17,7 +19,23 @@ DIRECT_TOOLS = frozenset(
         "complete_task",
         "fail_task",
         "add_dependency",
+        "send_mail",
+        "fetch_inbox",
+        "mark_mail",
+        "get_thread",
+        "search_mail",
+        "reserve_files",
+        "renew_files",
+        "release_files",
+        "check_files",
+        "announce_intent",
     }
 )
 
-__all__ = ["DIRECT_TOOLS", "register_agent_tools", "register_task_tools"]
+__all__ = [
+    "DIRECT_TOOLS",
+    "register_agent_tools",
+    "register_mail_tools",
+    "register_reservation_tools",
+    "register_task_tools",
+]

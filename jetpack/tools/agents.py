@@ -9,7 +9,12 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from jetpack.agents import AgentRecord
+from jetpack.mail import subscribe_topics
 from jetpack.tools.common import as_result, session_of, tool_errors
+
+
+class AgentView(AgentRecord):
+    topics: list[str] = Field(default_factory=list)
 
 
 def register_agent_tools(mcp: MCPServer) -> None:
@@ -35,8 +40,17 @@ def register_agent_tools(mcp: MCPServer) -> None:
                 description="Skills you hold, e.g. ['python', 'sql']; tasks requiring others are not handed to you.",
             ),
         ] = None,
-    ) -> Annotated[CallToolResult, AgentRecord]:
-        """Set this session's agent name and skills. A name held by another live session is refused."""
+        topics: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+            Field(max_length=50, description="Mail topics to subscribe to, e.g. ['frontend', 'db'] (adds to yours)."),
+        ] = None,
+    ) -> Annotated[CallToolResult, AgentView]:
+        """Set this session's agent name and skills (and subscribe to mail topics). A name held by another live
+        session is refused."""
         session = session_of(ctx)
         record = session.register(name, skills)
-        return as_result(record.model_copy(update={"session_id": record.session_id[:8]}))
+        subscribed = subscribe_topics(session.mail, record.name, topics or [])
+        view = AgentView(
+            **record.model_copy(update={"session_id": record.session_id[:8]}).model_dump(), topics=subscribed
+        )
+        return as_result(view)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from jetpack.actor import Actor
 from jetpack.errors import JetpackError
+from jetpack.mail import attention_notice
 from jetpack.server.session import AgentSession
 from jetpack.store import StoreBusy
 from jetpack.tasks.model import compact
@@ -51,16 +52,39 @@ def as_result(payload: BaseModel | dict[str, Any]) -> CallToolResult:
 
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn caller-caused failures into ToolErrors the model can act on."""
+    """Turn caller-caused failures into ToolErrors the model can act on, and add the mail notice
+    (unread urgent or ack-required mail) to every result, success or error."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = kwargs.get("ctx")
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except JetpackError as error:
-            raise ToolError(str(error)) from None
+            raise ToolError(_with_notice(str(error), ctx)) from None
         except StoreBusy as error:
             log.warning("store busy: %s", error)
-            raise ToolError(f"{error}. Nothing was changed; call again in a few seconds") from None
+            raise ToolError(_with_notice(f"{error}. Nothing was changed; call again in a few seconds", ctx)) from None
+        notice = mail_notice(ctx)
+        if notice and isinstance(result, CallToolResult):
+            result.content.append(TextContent(type="text", text=notice))
+        return result
 
     return wrapper
+
+
+def mail_notice(ctx: Any) -> str | None:
+    """The one-line mail notice for the session's agent, if it has registered and mail waits."""
+    if ctx is None:
+        return None
+    session = session_of(ctx)
+    agent = session.agent_name
+    return None if agent is None else attention_notice(session.mail, agent)
+
+
+def _with_notice(message: str, ctx: Any) -> str:
+    try:
+        notice = mail_notice(ctx)
+    except StoreBusy:
+        notice = None
+    return message if notice is None else f"{message}\n{notice}"

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jetpack import tasks as task_queue
 from jetpack.errors import InvalidInput
-from jetpack.tasks.model import NOTE_MAX, TEXT_MAX, NewTask, Task, TaskDetail, TaskState
+from jetpack.mail import intents
+from jetpack.tasks.model import NOTE_MAX, TEXT_MAX, NewTask, Task, TaskDetail, TaskState, compact
 from jetpack.tools.common import acting, as_result, tool_errors
 
 MAX_TASKS_PER_CALL = 1000
@@ -114,12 +115,20 @@ def register_task_tools(mcp: MCPServer) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, ClaimResult]:
         """Atomically claim a ready task (a lease renewed by each of your calls). Without task_id, claims the
-        highest-priority, oldest ready task whose skills you hold; returns it, or id null and a reason."""
+        highest-priority, oldest ready task whose skills you hold; returns it — with `conflicts` on its planned
+        files and your `unread_mail` — or id null and a reason."""
         session, actor = acting(ctx)
-        outcome = task_queue.claim_task(session.queue, actor, task_id)
-        if outcome.task is None:
-            return as_result({"id": None, "reason": outcome.reason})
-        return as_result(outcome.task)
+        task, reason, context = intents.claim_with_context(
+            session.queue, session.reservations, session.mail, actor, task_id
+        )
+        if task is None:
+            return as_result({"id": None, "reason": reason})
+        result = compact(task)
+        if context.conflicts:
+            result["conflicts"] = [compact(c) for c in context.conflicts]
+        if context.unread_mail:
+            result["unread_mail"] = context.unread_mail
+        return as_result(result)
 
     @mcp.tool(annotations=_WRITE)
     @tool_errors
@@ -152,10 +161,17 @@ def register_task_tools(mcp: MCPServer) -> None:
         summary: Annotated[
             str, Field(max_length=TEXT_MAX, description="What you did and where (files, commits).")
         ] = "",
+        files: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=1024)]] | None,
+            Field(max_length=500, description="Files you actually touched (recorded; closes your intent)."),
+        ] = None,
     ) -> Annotated[CallToolResult, Task]:
-        """Mark your claimed task done with a summary. Tasks waiting on it become ready at once."""
+        """Mark your claimed task done with a summary. Tasks waiting on it become ready at once, and your
+        reservations for it are released."""
         session, actor = acting(ctx)
-        return as_result(task_queue.complete_task(session.queue, actor, task_id, summary))
+        return as_result(
+            intents.complete_closing_intent(session.queue, session.reservations, actor, task_id, summary, files)
+        )
 
     @mcp.tool(annotations=_WRITE)
     @tool_errors
