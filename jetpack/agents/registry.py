@@ -189,6 +189,19 @@ class AgentRegistry:
             f"{format_ms(holder['last_seen_at'])}); choose another name, or stop that session first"
         )
 
+    def remember(self, name: str, skills: list[str]) -> None:
+        """Make a name known without a live session (people and scripts at the CLI), so mail can
+        reach it; an existing agent keeps its row."""
+        if self._row(name) is not None:
+            return  # known already: no write
+        now = self.clock.now_ms()
+        self.store.execute(
+            """INSERT INTO agents(name, skills, session_id, client_name, registered_at, last_seen_at, ended_at)
+            SELECT :name, :skills, 'cli', 'jetpack-cli', :now, :now, :now
+            WHERE NOT EXISTS (SELECT 1 FROM agents WHERE name = :name)""",
+            {"name": check_agent_name(name), "skills": json.dumps(skills), "now": now},
+        )
+
     def touch(self, name: str, session_id: str) -> bool:
         """Record a heartbeat; False when this session no longer holds the name."""
         rows = self.store.execute(

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from jetpack.actor import Actor
-from jetpack.agents import check_agent_name, parse_skills
+from jetpack.agents import AgentRegistry, check_agent_name, parse_skills
 from jetpack.config import Settings, load_settings
 from jetpack.errors import JetpackError
 from jetpack.store import DataLayer, StoreError, open_store
@@ -61,6 +61,7 @@ def cli_actor(app: CliApp, name: str | None, skills: str | None = None, *, force
         operator=force,
     )
     renew_leases(app.queue(), actor)
+    AgentRegistry(app.store, app.settings.agents).remember(actor.name, sorted(actor.skills))
     return actor
 
 
