@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from jetpack.clock import Clock, SystemClock, to_datetime
 from jetpack.errors import Conflict, InvalidInput
-from jetpack.reservations.patterns import literal_prefix, normalise_pattern, patterns_overlap
+from jetpack.reservations.patterns import covers, literal_prefix, normalise_pattern, patterns_overlap
 from jetpack.store import DataLayer, GuardFailed, Row, Statement, expect
 
 MAX_PATHS = 200
@@ -125,16 +125,25 @@ def _candidate_rows(ctx: ReservationContext, pattern: str, now: int, *, exclude_
 
 
 def find_conflicts(
-    ctx: ReservationContext, agent: str | None, patterns: list[str], *, shared: bool = False, now: int | None = None
+    ctx: ReservationContext,
+    agent: str | None,
+    patterns: list[str],
+    *,
+    shared: bool = False,
+    now: int | None = None,
+    files: bool = False,
 ) -> list[ConflictView]:
-    """Other agents' active reservations overlapping ``patterns`` (shared vs shared never conflicts)."""
+    """Other agents' active reservations overlapping ``patterns`` (shared vs shared never conflicts).
+    With ``files=True`` the patterns are known file paths (e.g. staged in git), not directories or
+    globs, so a reservation conflicts only if it covers the file itself."""
     now = ctx.now() if now is None else now
     found: list[ConflictView] = []
     for pattern in patterns:
         for row in _candidate_rows(ctx, pattern, now, exclude_agent=agent):
             if shared and row["shared"]:
                 continue
-            if patterns_overlap(pattern, row["pattern"]):
+            hit = covers(row["pattern"], pattern) if files else patterns_overlap(pattern, row["pattern"])
+            if hit:
                 found.append(
                     ConflictView(
                         path=pattern,
