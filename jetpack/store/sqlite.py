@@ -82,7 +82,7 @@ class SQLiteDataLayer:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._connection()
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        mode = self._with_retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
         if mode.lower() != "wal" and self._path != ":memory:":
             raise StoreError(f"could not switch {self._path} to WAL mode (got {mode!r})")
 
@@ -99,15 +99,19 @@ class SQLiteDataLayer:
         conn = sqlean.connect(
             self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
         )
+        # Even a pragma can meet a lock (another process recovering or checkpointing the WAL).
+        self._with_retry(lambda: self._configure(conn))
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _configure(self, conn: Any) -> None:
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         if self._checkpointer is not None:
             conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._local.conn = conn
-        with self._lock:
-            self._connections.append(conn)
-        return conn
 
     def checkpoint_in_background(self) -> None:
         """Move WAL checkpoints off the commit path onto a thread of their own (long-lived
