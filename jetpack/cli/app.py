@@ -6,6 +6,7 @@ import getpass
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ class CliApp:
     db: Path | None = None
     _settings: Settings | None = None
     _store: DataLayer | None = field(default=None, repr=False)
+    # Done only once the command has succeeded, so a refused command changes nothing.
+    after_success: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -53,15 +56,20 @@ class CliApp:
 
 
 def cli_actor(app: CliApp, name: str | None, skills: str | None = None, *, force: bool = False) -> Actor:
-    """The person (or script) at the CLI. Acting renews the leases this name holds."""
+    """The person (or script) at the CLI. A successful command renews the leases this name holds
+    and makes the name known, so mail can reach it."""
     chosen = name or os.environ.get("JETPACK_AGENT") or f"cli-{getpass.getuser()}"
     actor = Actor(
         check_agent_name(chosen),
         frozenset(parse_skills(skills if skills is not None else os.environ.get("JETPACK_SKILLS"))),
         operator=force,
     )
-    renew_leases(app.queue(), actor)
-    AgentRegistry(app.store, app.settings.agents).remember(actor.name, sorted(actor.skills))
+
+    def acted() -> None:
+        renew_leases(app.queue(), actor)
+        AgentRegistry(app.store, app.settings.agents).remember(actor.name, sorted(actor.skills))
+
+    app.after_success.append(acted)
     return actor
 
 
@@ -76,7 +84,11 @@ class JetpackGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            app = ctx.find_object(CliApp)
+            while app is not None and app.after_success:
+                app.after_success.pop(0)()
+            return result
         except JetpackError as error:
             click.echo(f"error: {in_cli_terms(str(error))}", err=True)
             sys.exit(1)

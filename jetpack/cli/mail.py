@@ -9,11 +9,10 @@ import click
 from jetpack import mail
 from jetpack.cli.app import CliApp, JetpackGroup, app_of, as_option, cli_actor, json_option
 from jetpack.cli.output import emit_json, table
-from jetpack.server.app import mail_context
 
 
 def _mail(app: CliApp) -> mail.MailContext:
-    return mail_context(app.settings, app.store)
+    return mail.MailContext.for_settings(app.settings, app.store)
 
 
 @click.group(cls=JetpackGroup)

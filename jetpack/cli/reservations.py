@@ -7,11 +7,10 @@ import click
 from jetpack.cli.app import CliApp, app_of, as_option, cli_actor, json_option
 from jetpack.cli.output import emit_json, table
 from jetpack.reservations import service
-from jetpack.server.app import reservation_context
 
 
 def _ctx(app: CliApp) -> service.ReservationContext:
-    return reservation_context(app.settings, app.store)
+    return service.ReservationContext.for_settings(app.settings, app.store)
 
 
 @click.command("reserve")
@@ -122,7 +121,7 @@ def reservations_command(
     """
     app = app_of(ctx)
     if check_paths:
-        conflicts = service.check_files(_ctx(app), as_name, list(check_paths))
+        conflicts = service.check_files(_ctx(app), cli_actor(app, as_name).name, list(check_paths))
         if as_json:
             emit_json({"conflicts": [c.model_dump(mode="json") for c in conflicts]})
             return

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from jetpack.clock import Clock, SystemClock
+from jetpack.config import Settings
 from jetpack.store import DataLayer
 
 SUBJECT_MAX = 300
@@ -55,6 +56,10 @@ class MailContext:
 
     def now(self) -> int:
         return self.clock.now_ms()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, store: DataLayer, clock: Clock | None = None) -> MailContext:
+        return cls(store=store, clock=clock or SystemClock(), live_seconds=settings.agents.stale_seconds)
 
 
 class NewMessage(BaseModel):

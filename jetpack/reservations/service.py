@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from jetpack.clock import Clock, SystemClock, to_datetime
+from jetpack.config import Settings
 from jetpack.errors import Conflict, InvalidInput
 from jetpack.reservations.patterns import covers, literal_prefix, normalise_pattern, patterns_overlap
 from jetpack.store import DataLayer, GuardFailed, Row, Statement, expect
@@ -41,6 +42,16 @@ class ReservationContext:
 
     def now(self) -> int:
         return self.clock.now_ms()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, store: DataLayer, clock: Clock | None = None) -> ReservationContext:
+        return cls(
+            store=store,
+            repo_root=settings.project_dir,
+            clock=clock or SystemClock(),
+            default_ttl_seconds=settings.reservations.default_ttl_seconds,
+            max_ttl_seconds=settings.reservations.max_ttl_seconds,
+        )
 
 
 class ReservationView(BaseModel):

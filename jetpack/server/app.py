@@ -66,23 +66,9 @@ def build_parts(
         store=store,
         queue=QueueContext(store=store, settings=settings.tasks, clock=clock),
         registry=AgentRegistry(store, settings.agents, clock),
-        mail=mail_context(settings, store, clock),
-        reservations=reservation_context(settings, store, clock),
+        mail=MailContext.for_settings(settings, store, clock),
+        reservations=ReservationContext.for_settings(settings, store, clock),
         identity=identity or IdentityDefaults.from_environ(),
-    )
-
-
-def mail_context(settings: Settings, store: DataLayer, clock: Clock | None = None) -> MailContext:
-    return MailContext(store=store, clock=clock or SystemClock(), live_seconds=settings.agents.stale_seconds)
-
-
-def reservation_context(settings: Settings, store: DataLayer, clock: Clock | None = None) -> ReservationContext:
-    return ReservationContext(
-        store=store,
-        repo_root=settings.project_dir,
-        clock=clock or SystemClock(),
-        default_ttl_seconds=settings.reservations.default_ttl_seconds,
-        max_ttl_seconds=settings.reservations.max_ttl_seconds,
     )
 
 

@@ -80,7 +80,10 @@ class SQLiteDataLayer:
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"cannot create the directory for database {self._path}: {error}") from error
         conn = self._connection()
         mode = self._with_retry(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
         if mode.lower() != "wal" and self._path != ":memory:":
@@ -96,9 +99,12 @@ class SQLiteDataLayer:
             return conn
         if self._closed:
             raise StoreError("the DataLayer is closed")
-        conn = sqlean.connect(
-            self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
-        )
+        try:
+            conn = sqlean.connect(
+                self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
+        except sqlean.Error as error:
+            raise StoreError(f"cannot open database {self._path}: {error}") from error
         # Even a pragma can meet a lock (another process recovering or checkpointing the WAL).
         self._with_retry(lambda: self._configure(conn))
         self._local.conn = conn

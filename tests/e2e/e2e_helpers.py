@@ -34,6 +34,16 @@ TOOL_NAMES = frozenset(
         "complete_task",
         "fail_task",
         "add_dependency",
+        "send_mail",
+        "fetch_inbox",
+        "mark_mail",
+        "get_thread",
+        "search_mail",
+        "reserve_files",
+        "renew_files",
+        "release_files",
+        "check_files",
+        "announce_intent",
     }
 )
 
