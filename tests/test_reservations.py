@@ -141,3 +141,15 @@ def test_ttl_outside_its_bounds_is_refused(res: ReservationContext) -> None:
         reserve_files(res, "alice", ["a"], ttl_seconds=5)
     with pytest.raises(InvalidInput, match="ttl_seconds"):
         reserve_files(res, "alice", ["a"], ttl_seconds=10**9)
+
+
+def test_known_files_are_checked_as_files_not_as_directories_or_globs(res: ReservationContext) -> None:
+    from jetpack.reservations.service import find_conflicts
+
+    reserve_files(res, "bob", ["src/**/*.py", "app/[[]id?/page.tsx"])
+    holders = lambda path: [c.pattern for c in find_conflicts(res, "alice", [path], files=True)]  # noqa: E731
+    assert holders("src/a/b.py") == ["src/**/*.py"]
+    assert holders("src/a/b.js") == []  # as a directory it could hold .py files; as a file it cannot
+    assert holders("app/[id]/page.tsx") == ["app/[[]id?/page.tsx"]  # brackets are part of the name
+    assert holders("app/i/page.tsx") == []
+    assert holders("a]b.txt") == []  # any character is fine in a file name

@@ -29,7 +29,6 @@ from jetpack.clock import Clock, SystemClock
 from jetpack.config import Settings, load_settings
 from jetpack.errors import InvalidInput, JetpackError
 from jetpack.hooks.git import GitError, StagedChange, staged_changes, top_level
-from jetpack.reservations.patterns import covers, normalise_pattern
 from jetpack.reservations.service import ConflictView, ReservationContext, find_conflicts
 from jetpack.store import open_store
 
@@ -40,11 +39,6 @@ BYPASS = "git commit --no-verify"
 EXIT_OK = 0
 EXIT_BLOCKED = 1
 EXIT_ERROR = 2
-
-# A literal file name as a reservation pattern: each glob character becomes a class holding just
-# itself. A literal ']' cannot be written as a class (']' always closes one), so it becomes '?',
-# which matches more than the name: such queries are then narrowed with `covers`.
-_ESCAPES = {"*": "[*]", "?": "[?]", "[": "[[]", "{": "[{]", "}": "[}]", "]": "?"}
 
 
 class HookMode(StrEnum):
@@ -252,24 +246,8 @@ def _check_changes(
 
 
 def _covering(ctx: ReservationContext, committer: str | None, path: str, now: int) -> list[HookConflict]:
-    """Other agents' active reservations overlapping the literal path ``path``."""
-    query = "".join(_ESCAPES.get(char, char) for char in path)
-    exact = "]" not in path
-    try:
-        query = normalise_pattern(query)
-    except InvalidInput:  # not expressible as a pattern (e.g. control characters): ask for everything
-        query, exact = "**", False
-    views = find_conflicts(ctx, committer, [query], now=now)
-    if not exact:
-        views = [view for view in views if _covers(view.pattern, path)]
-    return [_conflict(view) for view in views]
-
-
-def _covers(pattern: str, path: str) -> bool:
-    try:
-        return covers(pattern, path)
-    except InvalidInput:
-        return True  # cannot tell: err on the side of reporting it
+    """Other agents' active reservations covering the staged file ``path`` (taken literally)."""
+    return [_conflict(view) for view in find_conflicts(ctx, committer, [path], now=now, files=True)]
 
 
 def _conflict(view: ConflictView) -> HookConflict:

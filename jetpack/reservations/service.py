@@ -109,9 +109,12 @@ def normalise_paths(ctx: ReservationContext, paths: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(normalise_pattern(p, ctx.repo_root) for p in items))
 
 
-def _candidate_rows(ctx: ReservationContext, pattern: str, now: int, *, exclude_agent: str | None) -> list[Row]:
-    """Active reservations whose pattern could overlap ``pattern`` (by literal prefix), others' only."""
-    prefix = literal_prefix(pattern)
+def _candidate_rows(
+    ctx: ReservationContext, pattern: str, now: int, *, exclude_agent: str | None, literal: bool = False
+) -> list[Row]:
+    """Active reservations whose pattern could overlap ``pattern`` (by literal prefix), others' only.
+    A ``literal`` path is its own prefix, whatever characters it holds."""
+    prefix = pattern if literal else literal_prefix(pattern)
     if not prefix:  # the pattern starts with a glob: anything may overlap it
         return ctx.store.query(
             "SELECT * FROM reservations WHERE released_at IS NULL AND expires_at > :now AND agent IS NOT :me",
@@ -145,12 +148,13 @@ def find_conflicts(
     files: bool = False,
 ) -> list[ConflictView]:
     """Other agents' active reservations overlapping ``patterns`` (shared vs shared never conflicts).
-    With ``files=True`` the patterns are known file paths (e.g. staged in git), not directories or
-    globs, so a reservation conflicts only if it covers the file itself."""
+    With ``files=True`` the patterns are literal file paths (e.g. staged in git: never directories,
+    and characters such as ``[`` are part of the name), so a reservation conflicts only if it covers
+    the file itself."""
     now = ctx.now() if now is None else now
     found: list[ConflictView] = []
     for pattern in patterns:
-        for row in _candidate_rows(ctx, pattern, now, exclude_agent=agent):
+        for row in _candidate_rows(ctx, pattern, now, exclude_agent=agent, literal=files):
             if shared and row["shared"]:
                 continue
             hit = covers(row["pattern"], pattern) if files else patterns_overlap(pattern, row["pattern"])
