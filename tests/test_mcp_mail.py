@@ -75,7 +75,6 @@ async def test_subscribers_of_an_inbox_are_told_when_mail_arrives(server: Any) -
     ):
         with pytest.warns(MCPDeprecationWarning):  # today's clients still subscribe this way
             await bob.subscribe_resource("jetpack://inbox/bob")
-        await anyio.sleep(0.6)  # the watcher's first poll sets its starting point
         await ok(alice, "send_mail", to=["bob"], subject="ping")
         with anyio.fail_after(5):
             while not updates:

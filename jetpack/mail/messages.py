@@ -107,9 +107,16 @@ def _resolve_recipients(ctx: MailContext, sender: Sender, to: list[str], topic: 
             wanted.setdefault(row["name"], None)
     explicit = [n for n in names if n != BROADCAST]
     if explicit:
-        known = {r["name"] for r in ctx.store.query("SELECT name FROM agents")}
-        unknown = [n for n in explicit if n not in known]
+        found = {
+            r["name"]
+            for r in ctx.store.query(
+                "SELECT name FROM agents WHERE name IN (SELECT value FROM json_each(:names))",
+                {"names": json.dumps(explicit)},
+            )
+        }
+        unknown = [n for n in explicit if n not in found]
         if unknown:
+            known = {r["name"] for r in ctx.store.query("SELECT name FROM agents")}
             raise NotFound(_unknown_agents_message(unknown, known))
         for name in explicit:
             wanted.setdefault(name, None)

@@ -117,16 +117,19 @@ def _candidate_rows(
     prefix = pattern if literal else literal_prefix(pattern)
     if not prefix:  # the pattern starts with a glob: anything may overlap it
         return ctx.store.query(
-            "SELECT * FROM reservations WHERE released_at IS NULL AND expires_at > :now AND agent IS NOT :me",
+            "SELECT * FROM reservations WHERE released_at IS NULL AND expires_at > :now AND agent IS NOT :me "
+            "ORDER BY id",
             {"now": now, "me": exclude_agent},
         )
     segments = prefix.split("/")
     above = ["", *("/".join(segments[: i + 1]) for i in range(len(segments)))]
-    return ctx.store.query(
-        """SELECT * FROM reservations
-        WHERE released_at IS NULL AND expires_at > :now AND agent IS NOT :me
-          AND (prefix IN (SELECT value FROM json_each(:above))
-               OR (prefix >= :below_lo AND prefix < :below_hi))""",
+    # Two index searches (prefixes at or above ours; prefixes below ours), not one OR: SQLite does not
+    # turn that OR into index lookups and would read every active reservation.
+    active = "released_at IS NULL AND expires_at > :now AND agent IS NOT :me"
+    rows = ctx.store.query(
+        f"""SELECT * FROM reservations WHERE {active} AND prefix IN (SELECT value FROM json_each(:above))
+        UNION ALL
+        SELECT * FROM reservations WHERE {active} AND prefix >= :below_lo AND prefix < :below_hi""",
         {
             "now": now,
             "me": exclude_agent,
@@ -136,6 +139,7 @@ def _candidate_rows(
             "below_hi": f"{prefix}0",
         },
     )
+    return sorted(rows, key=lambda row: row["id"])  # oldest reservation first, as the scan above gives
 
 
 def find_conflicts(

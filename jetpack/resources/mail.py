@@ -44,6 +44,8 @@ class InboxWatcher:
         self._last_delivery: int | None = None
 
     def subscribe(self, uri: str, session: Any) -> None:
+        if self._last_delivery is None:
+            self._last_delivery = self._max_delivery()  # mail from now on is news
         sessions = self._subscribers.setdefault(uri, [])
         if session not in sessions:
             sessions.append(session)
@@ -54,8 +56,6 @@ class InboxWatcher:
             sessions.remove(session)
 
     async def run(self) -> None:
-        if self._last_delivery is None:
-            self._last_delivery = self._max_delivery()  # mail from now on is news
         while True:
             await anyio.sleep(POLL_SECONDS)
             try:
@@ -63,8 +63,15 @@ class InboxWatcher:
             except StoreError:
                 log.warning("inbox watcher could not read deliveries; will retry", exc_info=True)
 
+    def _listened_to(self) -> bool:
+        listeners = getattr(self._bus, "_listeners", None)  # the SDK's in-memory bus; others: assume yes
+        return any(self._subscribers.values()) or listeners is None or bool(listeners)
+
     async def check_once(self) -> list[str]:
         """Notify about inboxes that received mail since the last check; return their URIs."""
+        if not self._listened_to():
+            self._last_delivery = None  # nobody listens: skip the read; start afresh when someone does
+            return []
         if self._last_delivery is None:
             self._last_delivery = self._max_delivery()
             return []
