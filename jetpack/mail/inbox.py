@@ -24,6 +24,7 @@ MAX_PAGE = 200
 SNIPPET = 160
 _ATTEMPTS = 5
 
+_CURSOR = "coalesce((SELECT delivery_id FROM mail_cursors WHERE recipient = :agent), 0)"
 _MESSAGE_COLUMNS = """m.id, m.thread_id, m.sender, m.sender_kind, m.subject, m.body, m.importance, m.ack_required,
     m.kind, m.task_id, m.topic, m.reply_to, m.addressed_to, m.created_at"""
 
@@ -79,27 +80,23 @@ def fetch_inbox(
         )
         return _page(ctx, agent, rows, limit, include_bodies)
     for _ in range(_ATTEMPTS):
-        cursor = _cursor(ctx, agent)
         rows = ctx.store.query(
-            f"""SELECT d.id AS delivery_id, {_MESSAGE_COLUMNS}, d.read_at, d.acked_at
+            f"""SELECT d.id AS delivery_id, {_CURSOR} AS cursor_at, {_MESSAGE_COLUMNS}, d.read_at, d.acked_at
             FROM deliveries d JOIN messages m ON m.id = d.message_id
-            WHERE d.recipient = :agent AND d.id > :cursor ORDER BY d.id LIMIT :limit""",
-            {"agent": agent, "cursor": cursor, "limit": limit + 1},
+            WHERE d.recipient = :agent AND d.id > {_CURSOR}
+            ORDER BY d.id LIMIT :limit""",
+            {"agent": agent, "limit": limit + 1},
         )
         if not rows:
             return _page(ctx, agent, rows, limit, include_bodies)
-        new_cursor = rows[:limit][-1]["delivery_id"]
         try:
             ctx.store.write(
                 [
-                    expect(
-                        "coalesce((SELECT delivery_id FROM mail_cursors WHERE recipient = :agent), 0) = :old",
-                        {"agent": agent, "old": cursor},
-                    ),
+                    expect(f"{_CURSOR} = :old", {"agent": agent, "old": rows[0]["cursor_at"]}),
                     Statement(
                         "INSERT INTO mail_cursors(recipient, delivery_id) VALUES (:agent, :new) "
                         "ON CONFLICT(recipient) DO UPDATE SET delivery_id = excluded.delivery_id",
-                        {"agent": agent, "new": new_cursor},
+                        {"agent": agent, "new": rows[:limit][-1]["delivery_id"]},
                     ),
                 ]
             )
@@ -107,11 +104,6 @@ def fetch_inbox(
             continue  # another session of this agent fetched at the same moment: read again
         return _page(ctx, agent, rows, limit, include_bodies)
     raise Conflict("the inbox kept moving while fetching; call fetch_inbox again")
-
-
-def _cursor(ctx: MailContext, agent: str) -> int:
-    rows = ctx.store.query("SELECT delivery_id FROM mail_cursors WHERE recipient = :agent", {"agent": agent})
-    return int(rows[0]["delivery_id"]) if rows else 0
 
 
 def _page(ctx: MailContext, agent: str, rows: list[Row], limit: int, include_bodies: bool) -> InboxPage:
