@@ -181,7 +181,8 @@ def _run_phase(agent: Any, rng: random.Random, others: list[str], seconds: float
     cpu0, server0 = time.process_time(), agent.cpu()
     start = time.perf_counter()
     deadline = start + seconds
-    next_round = start
+    # Agents are not in step: each starts at a random point of its interval (else all 50 write at once).
+    next_round = start + (rng.uniform(0, interval) if interval else 0.0)
     n = 0
     while True:
         now = time.perf_counter()
