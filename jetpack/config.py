@@ -85,6 +85,31 @@ class ReservationSettings:
 
 
 @dataclass(frozen=True)
+class MemorySettings:
+    embedder: str = "onnx"  # onnx (int8 MiniLM, default), sentence-transformers, hash (tests)
+    working_ttl_seconds: int = 86_400
+    duplicate_threshold: float = 0.95  # cosine at which a new memory merges into an existing one
+    claim_memories: int = 5  # memories handed out with a claimed task
+    claim_budget_chars: int = 2_000  # ... within this many characters of content
+
+    def validate(self) -> None:
+        if self.embedder not in ("onnx", "sentence-transformers", "hash"):
+            raise ConfigError(f"memory.embedder must be onnx, sentence-transformers or hash, not {self.embedder!r}")
+        if not 1 <= self.working_ttl_seconds <= 365 * 86_400:
+            raise ConfigError(
+                f"memory.working_ttl_seconds must be between 1 and 31536000, not {self.working_ttl_seconds}"
+            )
+        if not 0.5 <= self.duplicate_threshold <= 1.0:
+            raise ConfigError(f"memory.duplicate_threshold must be between 0.5 and 1.0, not {self.duplicate_threshold}")
+        if not 0 <= self.claim_memories <= 50:
+            raise ConfigError(f"memory.claim_memories must be between 0 and 50, not {self.claim_memories}")
+        if not 100 <= self.claim_budget_chars <= 100_000:
+            raise ConfigError(
+                f"memory.claim_budget_chars must be between 100 and 100000, not {self.claim_budget_chars}"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     project_dir: Path
     db_path: Path
@@ -92,6 +117,7 @@ class Settings:
     agents: AgentSettings = field(default_factory=AgentSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     reservations: ReservationSettings = field(default_factory=ReservationSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
 
     @property
     def state_dir(self) -> Path:
@@ -143,10 +169,11 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
             data = tomllib.loads(config_path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{config_path} is not valid TOML: {error}") from error
-    unknown = set(data) - {"tasks", "agents", "server", "store", "reservations"}
+    unknown = set(data) - {"tasks", "agents", "server", "store", "reservations", "memory"}
     if unknown:
         raise ConfigError(
-            f"{config_path}: unknown section(s) {sorted(unknown)}; known: tasks, agents, server, reservations, store"
+            f"{config_path}: unknown section(s) {sorted(unknown)}; "
+            "known: tasks, agents, server, reservations, memory, store"
         )
     db_setting = environ.get("JETPACK_DB") or data.get("store", {}).get("path")
     db_path = Path(db_setting).expanduser() if db_setting else Path(STATE_DIR) / DB_FILE
@@ -159,7 +186,12 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         agents=_section(data, "agents", AgentSettings, config_path),
         server=_section(data, "server", ServerSettings, config_path),
         reservations=_section(data, "reservations", ReservationSettings, config_path),
+        memory=_section(data, "memory", MemorySettings, config_path),
     )
+    if environ.get("JETPACK_EMBEDDER"):
+        memory = replace(settings.memory, embedder=environ["JETPACK_EMBEDDER"])
+        memory.validate()
+        settings = replace(settings, memory=memory)
     if environ.get("JETPACK_LEASE_SECONDS"):
         try:
             lease = float(environ["JETPACK_LEASE_SECONDS"])
@@ -190,6 +222,13 @@ sweep_interval_seconds = 15   # how often expired leases return to the queue
 [reservations]
 default_ttl_seconds = 3600    # a file reservation lasts this long unless renewed
 max_ttl_seconds = 604800
+
+[memory]
+embedder = "onnx"             # onnx (int8 MiniLM, offline), sentence-transformers (needs [torch]), hash
+working_ttl_seconds = 86400   # working memory expires after this long (episodic never does)
+duplicate_threshold = 0.95    # a new memory this similar to one in its layer is merged into it
+claim_memories = 5            # memories that come with a claimed task ...
+claim_budget_chars = 2000     # ... within this many characters
 
 # [store]
 # path = ".jetpack/jetpack.db"

@@ -14,6 +14,8 @@ from jetpack.clock import ManualClock
 from jetpack.config import AgentSettings
 from jetpack.errors import Conflict, InvalidInput
 from jetpack.mail import MailContext
+from jetpack.memory.context import MemoryContext
+from jetpack.memory.embedders import create_embedder
 from jetpack.reservations.service import ReservationContext
 from jetpack.server.session import AgentSession, IdentityDefaults
 from jetpack.store import DataLayer
@@ -31,6 +33,7 @@ def new_session(queue: QueueContext, registry: AgentRegistry, defaults: Identity
         registry=registry,
         mail=MailContext(store=queue.store, clock=queue.clock),
         reservations=ReservationContext(store=queue.store, clock=queue.clock),
+        memory=MemoryContext(store=queue.store, embedder=create_embedder("hash"), clock=queue.clock),
         defaults=defaults or IdentityDefaults(),
     )
 

@@ -37,6 +37,9 @@ TOOLS = {
     "release_files",
     "check_files",
     "announce_intent",
+    "recall_memory",
+    "remember",
+    "rate_memory",
 }
 
 

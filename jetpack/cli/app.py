@@ -17,6 +17,9 @@ from jetpack.actor import Actor
 from jetpack.agents import AgentRegistry, check_agent_name, parse_skills
 from jetpack.config import Settings, load_settings
 from jetpack.errors import JetpackError
+from jetpack.mail.model import MailContext
+from jetpack.memory.context import MemoryContext
+from jetpack.reservations.service import ReservationContext
 from jetpack.store import DataLayer, StoreError, open_store
 from jetpack.tasks import QueueContext, renew_leases
 
@@ -49,6 +52,16 @@ class CliApp:
 
     def queue(self) -> QueueContext:
         return QueueContext(store=self.store, settings=self.settings.tasks)
+
+    def mail(self) -> MailContext:
+        return MailContext.for_settings(self.settings, self.store)
+
+    def reservations(self) -> ReservationContext:
+        return ReservationContext.for_settings(self.settings, self.store)
+
+    def memory(self) -> MemoryContext:
+        """Cheap to make: the embedding model loads on first use."""
+        return MemoryContext.for_settings(self.settings, self.store)
 
     def close(self) -> None:
         if self._store is not None:

@@ -7,12 +7,8 @@ import sys
 import click
 
 from jetpack import mail
-from jetpack.cli.app import CliApp, JetpackGroup, app_of, as_option, cli_actor, json_option
+from jetpack.cli.app import JetpackGroup, app_of, as_option, cli_actor, json_option
 from jetpack.cli.output import emit_json, table
-
-
-def _mail(app: CliApp) -> mail.MailContext:
-    return mail.MailContext.for_settings(app.settings, app.store)
 
 
 @click.group(cls=JetpackGroup)
@@ -75,7 +71,7 @@ def send_command(
         task_id=task_id,
     )
     sender = mail.Sender(cli_actor(app, as_name).name, mail.SenderKind.HUMAN)
-    sent = mail.send_mail(_mail(app), sender, message)
+    sent = mail.send_mail(app.mail(), sender, message)
     if as_json:
         emit_json(sent)
         return
@@ -101,7 +97,7 @@ def inbox_command(
     """
     app = app_of(ctx)
     page = mail.fetch_inbox(
-        _mail(app),
+        app.mail(),
         cli_actor(app, as_name).name,
         limit=limit,
         include_bodies=bodies,
@@ -134,7 +130,7 @@ def read_command(
       jetpack mail read 12 13 --ack
     """
     app = app_of(ctx)
-    result = mail.mark_mail(_mail(app), cli_actor(app, as_name).name, list(message_ids), read=True, acknowledge=ack)
+    result = mail.mark_mail(app.mail(), cli_actor(app, as_name).name, list(message_ids), read=True, acknowledge=ack)
     if as_json:
         emit_json(result)
         return
@@ -156,7 +152,7 @@ def thread_command(ctx: click.Context, thread_id: str, limit: int, as_json: bool
     Example:
       jetpack mail thread jp-a3f8
     """
-    view = mail.get_thread(_mail(app_of(ctx)), thread_id, limit=limit)
+    view = mail.get_thread(app_of(ctx).mail(), thread_id, limit=limit)
     if as_json:
         emit_json(view)
         return
@@ -176,7 +172,7 @@ def search_command(ctx: click.Context, query: str, limit: int, as_json: bool) ->
     Example:
       jetpack mail search "migration failed"
     """
-    hits = mail.search_mail(_mail(app_of(ctx)), query, limit=limit)
+    hits = mail.search_mail(app_of(ctx).mail(), query, limit=limit)
     if as_json:
         emit_json({"hits": [h.model_dump(mode="json") for h in hits]})
         return

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import click
 
-from jetpack.cli.app import CliApp, app_of, as_option, cli_actor, json_option
+from jetpack.cli.app import app_of, as_option, cli_actor, json_option
 from jetpack.cli.output import emit_json, table
 from jetpack.reservations import service
-
-
-def _ctx(app: CliApp) -> service.ReservationContext:
-    return service.ReservationContext.for_settings(app.settings, app.store)
 
 
 @click.command("reserve")
@@ -43,7 +39,7 @@ def reserve_command(
     app = app_of(ctx)
     mode = service.ReserveMode.EXCLUSIVE if exclusive else service.ReserveMode.ADVISORY
     result = service.reserve_files(
-        _ctx(app),
+        app.reservations(),
         cli_actor(app, as_name).name,
         list(paths),
         mode=mode,
@@ -90,7 +86,7 @@ def release_command(
     """
     app = app_of(ctx)
     released = service.release_files(
-        _ctx(app),
+        app.reservations(),
         cli_actor(app, as_name).name,
         ids=list(ids) or None,
         paths=list(paths) or None,
@@ -121,7 +117,7 @@ def reservations_command(
     """
     app = app_of(ctx)
     if check_paths:
-        conflicts = service.check_files(_ctx(app), cli_actor(app, as_name).name, list(check_paths))
+        conflicts = service.check_files(app.reservations(), cli_actor(app, as_name).name, list(check_paths))
         if as_json:
             emit_json({"conflicts": [c.model_dump(mode="json") for c in conflicts]})
             return
@@ -129,7 +125,7 @@ def reservations_command(
             click.echo("no one else holds these paths")
         _print_conflicts(conflicts)
         return
-    active = service.active_reservations(_ctx(app), agent)
+    active = service.active_reservations(app.reservations(), agent)
     if as_json:
         emit_json({"reservations": [r.model_dump(mode="json") for r in active]})
         return

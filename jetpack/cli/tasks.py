@@ -9,10 +9,11 @@ from typing import Any
 import click
 
 from jetpack import tasks as task_queue
+from jetpack import workloop
 from jetpack.cli.app import JetpackGroup, app_of, as_option, cli_actor, json_option
 from jetpack.cli.output import emit_json, task_table
 from jetpack.errors import InvalidInput
-from jetpack.tasks.model import TaskState, parse_new_tasks
+from jetpack.tasks.model import TaskState, compact, parse_new_tasks
 
 force_option = click.option(
     "--force",
@@ -295,26 +296,45 @@ def claim_command(
       jetpack task claim --as blue-heron --skills python
     """
     app = app_of(ctx)
-    outcome = task_queue.claim_task(app.queue(), cli_actor(app, as_name, skills), task_id)
+    task, reason, context = workloop.claim_for_agent(
+        app.queue(), app.reservations(), app.mail(), app.memory(), cli_actor(app, as_name, skills), task_id
+    )
     if as_json:
-        emit_json(outcome.task if outcome.task else {"id": None, "reason": outcome.reason})
+        if task is None:
+            emit_json({"id": None, "reason": reason})
+            return
+        emit_json({**compact(task), **compact(context)})
         return
-    if outcome.task is None:
-        click.echo(outcome.reason)
+    if task is None:
+        click.echo(reason)
         sys.exit(3)
-    t = outcome.task
-    click.echo(f"claimed {t.id}  {t.title}  (lease until {t.lease_expires_at:%H:%M:%SZ})")
+    click.echo(f"claimed {task.id}  {task.title}  (lease until {task.lease_expires_at:%H:%M:%SZ})")
+    for conflict in context.conflicts:
+        click.echo(f"  conflict: {conflict.path} overlaps {conflict.holder}'s {conflict.pattern}")
+    for hit in context.memories:
+        click.echo(f"  memory {hit.id} ({hit.layer.value}): {hit.snippet}")
+    if context.unread_mail:
+        click.echo(f"  unread mail: {context.unread_mail} (jetpack mail inbox)")
 
 
 @task.command("done")
 @click.argument("task_id")
 @click.option("--summary", "-m", default="", help="What was done and where.")
+@click.option("--file", "files", multiple=True, help="A file you touched (repeatable; recorded).")
+@click.option("--learning", "learnings", multiple=True, help="An insight worth remembering (repeatable).")
 @force_option
 @as_option
 @json_option
 @click.pass_context
 def done_command(
-    ctx: click.Context, task_id: str, summary: str, force: bool, as_name: str | None, as_json: bool
+    ctx: click.Context,
+    task_id: str,
+    summary: str,
+    files: tuple[str, ...],
+    learnings: tuple[str, ...],
+    force: bool,
+    as_name: str | None,
+    as_json: bool,
 ) -> None:
     """Complete a task you hold; tasks waiting on it become ready.
 
@@ -323,7 +343,16 @@ def done_command(
       jetpack task done jp-a3f8.1 -m "JWT signing in auth/jwt.py"
     """
     app = app_of(ctx)
-    result = task_queue.complete_task(app.queue(), cli_actor(app, as_name, force=force), task_id, summary)
+    result = workloop.complete_for_agent(
+        app.queue(),
+        app.reservations(),
+        app.memory(),
+        cli_actor(app, as_name, force=force),
+        task_id,
+        summary,
+        list(files),
+        list(learnings),
+    )
     if as_json:
         emit_json(result)
         return
@@ -354,8 +383,8 @@ def fail_command(
       jetpack task fail jp-a3f8.1 -r "tests need a database" --mode release
     """
     app = app_of(ctx)
-    result = task_queue.fail_task(
-        app.queue(), cli_actor(app, as_name, force=force), task_id, reason, task_queue.FailMode(mode)
+    result = workloop.fail_for_agent(
+        app.queue(), app.memory(), cli_actor(app, as_name, force=force), task_id, reason, task_queue.FailMode(mode)
     )
     if as_json:
         emit_json(result)

@@ -1,9 +1,4 @@
-"""Intents: say which files you are about to touch, tell only those it concerns, close it when done.
-
-Also the two task use cases that mail and reservations enrich: a claim that comes back with the
-reservation conflicts on the task's planned files and the unread count, and a completion that
-closes the agent's reservations (its intent) for that task and records the files it touched.
-"""
+"""Intents: say which files you are about to touch, tell only those it concerns, close it when done."""
 
 from __future__ import annotations
 
@@ -13,7 +8,6 @@ from pydantic import BaseModel
 
 from jetpack.actor import Actor
 from jetpack.errors import InvalidInput, NotFound
-from jetpack.mail.inbox import attention
 from jetpack.mail.messages import send_mail
 from jetpack.mail.model import MailContext, NewMessage, Sender
 from jetpack.reservations.patterns import patterns_overlap
@@ -22,12 +16,10 @@ from jetpack.reservations.service import (
     ReservationContext,
     ReservationView,
     ReserveMode,
-    find_conflicts,
     normalise_paths,
-    release_for_task,
     reserve_files,
 )
-from jetpack.tasks import QueueContext, Task, claim_task, complete_task
+from jetpack.tasks import QueueContext
 from jetpack.tasks.ids import check_task_id
 
 SUMMARY_MAX = 300
@@ -39,13 +31,6 @@ class IntentResult(BaseModel):
     conflicts: list[ConflictView] = []
     notified: list[str] = []
     message_id: int | None = None
-
-
-class ClaimContext(BaseModel):
-    """What a claim returns besides the task: whom its planned files collide with, unread mail."""
-
-    conflicts: list[ConflictView] = []
-    unread_mail: int = 0
 
 
 def announce_intent(
@@ -114,45 +99,3 @@ def _agents_planning(queue: QueueContext, actor: Actor, task_id: str, patterns: 
         for row in rows
         if any(patterns_overlap(p, f) for f in json.loads(row["files"]) for p in patterns)
     }
-
-
-def claim_with_context(
-    queue: QueueContext,
-    reservations: ReservationContext,
-    mail: MailContext,
-    actor: Actor,
-    task_id: str | None = None,
-) -> tuple[Task | None, str | None, ClaimContext]:
-    """Claim a task and say, with it, who holds files it plans to touch and how much mail is unread."""
-    outcome = claim_task(queue, actor, task_id)
-    if outcome.task is None:
-        return None, outcome.reason, ClaimContext()
-    conflicts: list[ConflictView] = []
-    if outcome.task.files:
-        try:
-            conflicts = find_conflicts(reservations, actor.name, normalise_paths(reservations, outcome.task.files))
-        except InvalidInput:
-            conflicts = []  # a planned path that is not a valid pattern cannot be checked; the claim stands
-    unread, _, _ = attention(mail, actor.name, with_unread=True)
-    return outcome.task, None, ClaimContext(conflicts=conflicts, unread_mail=unread)
-
-
-def complete_closing_intent(
-    queue: QueueContext,
-    reservations: ReservationContext,
-    actor: Actor,
-    task_id: str,
-    summary: str,
-    files_touched: list[str] | None = None,
-) -> Task:
-    """Complete a task; in the same transaction release the agent's reservations for it (closing its
-    intent) and record the files it actually touched."""
-    touched = normalise_paths(reservations, files_touched) if files_touched else []
-    return complete_task(
-        queue,
-        actor,
-        task_id,
-        summary,
-        files_touched=touched,
-        also=lambda now: [release_for_task(actor.name, task_id, now)],
-    )

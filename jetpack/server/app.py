@@ -21,6 +21,9 @@ from jetpack.agents import AgentRegistry
 from jetpack.clock import Clock, SystemClock
 from jetpack.config import Settings
 from jetpack.mail import MailContext
+from jetpack.memory.context import MemoryContext
+from jetpack.memory.embedders import Embedder
+from jetpack.memory.writing import sweep_expired_memories
 from jetpack.reservations.service import ReservationContext, sweep_expired_reservations
 from jetpack.resources import register_mail_resources, register_task_resources
 from jetpack.resources.mail import InboxWatcher
@@ -30,6 +33,7 @@ from jetpack.tasks import QueueContext, release_expired_leases
 from jetpack.tools import (
     register_agent_tools,
     register_mail_tools,
+    register_memory_tools,
     register_reservation_tools,
     register_task_tools,
 )
@@ -47,6 +51,7 @@ class ServerParts:
     registry: AgentRegistry
     mail: MailContext
     reservations: ReservationContext
+    memory: MemoryContext
     identity: IdentityDefaults
 
 
@@ -56,6 +61,7 @@ def build_parts(
     store: DataLayer | None = None,
     clock: Clock | None = None,
     identity: IdentityDefaults | None = None,
+    embedder: Embedder | None = None,
 ) -> ServerParts:
     clock = clock or SystemClock()
     store = store or open_store(settings.db_path)
@@ -68,6 +74,7 @@ def build_parts(
         registry=AgentRegistry(store, settings.agents, clock),
         mail=MailContext.for_settings(settings, store, clock),
         reservations=ReservationContext.for_settings(settings, store, clock),
+        memory=MemoryContext.for_settings(settings, store, clock, embedder),
         identity=identity or IdentityDefaults.from_environ(),
     )
 
@@ -82,6 +89,7 @@ def new_session(parts: ServerParts) -> AgentSession:
         registry=parts.registry,
         mail=parts.mail,
         reservations=parts.reservations,
+        memory=parts.memory,
         defaults=parts.identity,
     )
 
@@ -118,6 +126,7 @@ def create_server(parts: ServerParts, session_factory: Callable[[], AgentSession
     register_task_tools(mcp)
     register_mail_tools(mcp)
     register_reservation_tools(mcp)
+    register_memory_tools(mcp)
     register_task_resources(mcp, parts.queue)
     register_mail_resources(mcp, parts.mail, watcher)
     return mcp
@@ -132,6 +141,7 @@ async def _sweep_forever(parts: ServerParts) -> None:
         try:
             expired = release_expired_leases(parts.queue)
             sweep_expired_reservations(parts.reservations)
+            sweep_expired_memories(parts.memory)
         except StoreError:
             log.warning("sweep failed; will retry", exc_info=True)
             continue

@@ -25,6 +25,7 @@ from jetpack.agents import (
 )
 from jetpack.errors import Conflict
 from jetpack.mail import MailContext
+from jetpack.memory.context import MemoryContext
 from jetpack.reservations.service import ReservationContext
 from jetpack.tasks import QueueContext, renew_leases
 
@@ -58,6 +59,7 @@ class AgentSession:
     registry: AgentRegistry
     mail: MailContext
     reservations: ReservationContext
+    memory: MemoryContext
     defaults: IdentityDefaults = field(default_factory=IdentityDefaults)
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     client_name: str | None = None

@@ -32,6 +32,7 @@ _REQUIRES = re.compile(r"^--\s*requires:\s*(.+)$", re.MULTILINE)
 # How to tell whether the engine has a feature: a statement that fails without it.
 _FEATURE_PROBES = {
     "fts5": ["CREATE VIRTUAL TABLE fts5_probe USING fts5(x)", "DROP TABLE fts5_probe"],
+    "vec": ["SELECT vec_version()"],  # sqlite-vec, loaded into every embedded connection when installed
 }
 
 

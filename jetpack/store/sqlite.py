@@ -55,6 +55,19 @@ def _rows(cursor: Any) -> list[Row]:
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _load_sqlite_vec(conn: Any) -> None:
+    """Load sqlite-vec (vector search for memory) into a connection, when it is installed."""
+    try:
+        import sqlite_vec
+    except ImportError:  # memory then searches without it (slower); migration 5 is skipped
+        return
+    conn.enable_load_extension(True)
+    try:
+        sqlite_vec.load(conn)
+    finally:
+        conn.enable_load_extension(False)
+
+
 def _runs(statements: Sequence[Statement]) -> list[tuple[int, list[Statement]]]:
     """Group consecutive statements with the same SQL (and no RETURNING) for executemany."""
     groups: list[tuple[int, list[Statement]]] = []
@@ -127,6 +140,7 @@ class SQLiteDataLayer:
         return conn
 
     def _configure(self, conn: Any) -> None:
+        _load_sqlite_vec(conn)
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")

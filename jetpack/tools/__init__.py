@@ -2,6 +2,7 @@
 
 from jetpack.tools.agents import register_agent_tools
 from jetpack.tools.mail import register_mail_tools
+from jetpack.tools.memory import register_memory_tools
 from jetpack.tools.reservations import register_reservation_tools
 from jetpack.tools.tasks import register_task_tools
 
@@ -29,6 +30,9 @@ DIRECT_TOOLS = frozenset(
         "release_files",
         "check_files",
         "announce_intent",
+        "recall_memory",
+        "remember",
+        "rate_memory",
     }
 )
 
@@ -36,6 +40,7 @@ __all__ = [
     "DIRECT_TOOLS",
     "register_agent_tools",
     "register_mail_tools",
+    "register_memory_tools",
     "register_reservation_tools",
     "register_task_tools",
 ]

@@ -10,8 +10,8 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from jetpack import tasks as task_queue
+from jetpack import workloop
 from jetpack.errors import InvalidInput
-from jetpack.mail import intents
 from jetpack.tasks.model import NOTE_MAX, TEXT_MAX, NewTask, Task, TaskDetail, TaskState, compact
 from jetpack.tools.common import acting, as_result, tool_errors
 
@@ -116,10 +116,10 @@ def register_task_tools(mcp: MCPServer) -> None:
     ) -> Annotated[CallToolResult, ClaimResult]:
         """Atomically claim a ready task (a lease renewed by each of your calls). Without task_id, claims the
         highest-priority, oldest ready task whose skills you hold; returns it — with `conflicts` on its planned
-        files and your `unread_mail` — or id null and a reason."""
+        files, your `unread_mail` and relevant `memories` — or id null and a reason."""
         session, actor = acting(ctx)
-        task, reason, context = intents.claim_with_context(
-            session.queue, session.reservations, session.mail, actor, task_id
+        task, reason, context = workloop.claim_for_agent(
+            session.queue, session.reservations, session.mail, session.memory, actor, task_id
         )
         if task is None:
             return as_result({"id": None, "reason": reason})
@@ -128,6 +128,8 @@ def register_task_tools(mcp: MCPServer) -> None:
             result["conflicts"] = [compact(c) for c in context.conflicts]
         if context.unread_mail:
             result["unread_mail"] = context.unread_mail
+        if context.memories:
+            result["memories"] = [compact(m) for m in context.memories]
         return as_result(result)
 
     @mcp.tool(annotations=_WRITE)
@@ -165,13 +167,18 @@ def register_task_tools(mcp: MCPServer) -> None:
             list[Annotated[str, Field(min_length=1, max_length=1024)]] | None,
             Field(max_length=500, description="Files you actually touched (recorded; closes your intent)."),
         ] = None,
+        learnings: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=20_000)]] | None,
+            Field(max_length=20, description="Insights worth remembering for similar work, one each."),
+        ] = None,
     ) -> Annotated[CallToolResult, Task]:
-        """Mark your claimed task done with a summary. Tasks waiting on it become ready at once, and your
-        reservations for it are released."""
+        """Mark your claimed task done with a summary. Tasks waiting on it become ready at once, your
+        reservations for it are released, and the outcome and learnings are remembered."""
         session, actor = acting(ctx)
-        return as_result(
-            intents.complete_closing_intent(session.queue, session.reservations, actor, task_id, summary, files)
+        task = workloop.complete_for_agent(
+            session.queue, session.reservations, session.memory, actor, task_id, summary, files, learnings
         )
+        return as_result(task)
 
     @mcp.tool(annotations=_WRITE)
     @tool_errors
@@ -189,7 +196,8 @@ def register_task_tools(mcp: MCPServer) -> None:
     ) -> Annotated[CallToolResult, Task]:
         """Give up your claim on a task: requeue it as a failed attempt, fail it for good, or release it."""
         session, actor = acting(ctx)
-        return as_result(task_queue.fail_task(session.queue, actor, task_id, reason, task_queue.FailMode(mode)))
+        mode_ = task_queue.FailMode(mode)
+        return as_result(workloop.fail_for_agent(session.queue, session.memory, actor, task_id, reason, mode_))
 
     @mcp.tool(annotations=_WRITE)
     @tool_errors

@@ -44,6 +44,9 @@ TOOL_NAMES = frozenset(
         "release_files",
         "check_files",
         "announce_intent",
+        "recall_memory",
+        "remember",
+        "rate_memory",
     }
 )
 

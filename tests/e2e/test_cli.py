@@ -64,7 +64,10 @@ def _db_dump(project: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table (and the schema), to prove a failed command changed nothing."""
     with open_db(db_path(project)) as conn:
         dump = {"sqlite_master": conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()}
-        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall():
+        tables = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name"
+        ).fetchall()  # virtual tables need their module (sqlite-vec); their shadow tables hold the data
+        for (table,) in tables:
             dump[table] = sorted(conn.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
         return dump
 

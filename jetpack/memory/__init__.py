@@ -1,0 +1,1 @@
+"""Semantic memory: embeddings, vector search and recall of what agents learned."""

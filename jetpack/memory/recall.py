@@ -1,0 +1,170 @@
+"""Recall: rank memories by meaning, let exact words help, weigh importance, recency and confidence.
+
+The score of a candidate memory m for query q:
+
+    relevance = cos(q, m)                                      exact, on the stored float vectors
+    keyword   = 1 / (1 + rank of m among full-text matches)    0 when the words do not match
+    boost     = (IDENTIFIER_BOOST if q has identifier-like tokens else WORD_BOOST) × keyword
+    score     = (relevance + boost) × (0.9 + 0.2 × importance) × (1 + 0.1 × recency) × trust
+
+where recency = exp(−days since last use / 30) and trust = 0.75 + 0.5 × confidence for
+procedural memory (1 otherwise). Candidates are the vector index's nearest plus the top
+full-text matches; similarity decides, words only nudge — unless the query names an identifier
+(snake_case, dotted.names, paths, CAPS, numbers), where an exact word match matters most. The
+weights were chosen on the evaluation set in ``benchmarks/memory_eval.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from jetpack.clock import to_datetime
+from jetpack.errors import InvalidInput
+from jetpack.memory.context import MemoryContext
+from jetpack.memory.model import Layer, MemoryHit, snippet
+from jetpack.memory.writing import vector_of
+from jetpack.store import Row, Statement
+
+QUERY_MAX = 2_000
+K_MAX = 50
+WORD_BOOST = 0.08
+IDENTIFIER_BOOST = 0.35
+FTS_CANDIDATES = 50
+FILTERED_EXACT_LIMIT = 5_000  # a filter (task, tags) this narrow is scored exactly, without the index
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[_./:-][A-Za-z0-9]+)+|\b[A-Z]{3,}\b|\b\w*\d\w*\b")
+
+
+def is_identifier_query(query: str) -> bool:
+    return bool(_IDENTIFIER.search(query))
+
+
+def recall(
+    ctx: MemoryContext,
+    query: str,
+    *,
+    layers: Sequence[Layer] | None = None,
+    k: int = 5,
+    task_id: str | None = None,
+    tags: Sequence[str] | None = None,
+    min_score: float = 0.0,
+    count_access: bool = True,
+) -> list[MemoryHit]:
+    query = query.strip()
+    if not query:
+        raise InvalidInput("query is empty; describe what you are looking for, e.g. 'how are passwords stored'")
+    if len(query) > QUERY_MAX:
+        raise InvalidInput(f"query is {len(query)} characters; keep it under {QUERY_MAX}")
+    if not 1 <= k <= K_MAX:
+        raise InvalidInput(f"k must be between 1 and {K_MAX}, not {k}")
+    if not (0.0 <= min_score <= 2.0) or math.isnan(min_score):
+        raise InvalidInput(f"min_score must be between 0 and 2, not {min_score}")
+    chosen = list(dict.fromkeys(layers)) if layers else list(Layer)
+    ctx.check_model()
+    if not ctx.store.query("SELECT 1 FROM memories LIMIT 1"):
+        return []  # nothing stored: no need to load the model
+    now = ctx.now()
+    vector = ctx.embed_one(query)
+    narrowed = _filtered_ids(ctx, task_id, tags)
+    if narrowed is not None and len(narrowed) <= FILTERED_EXACT_LIMIT:
+        candidates = narrowed
+    else:
+        candidates = set(ctx.vectors.candidates(vector, chosen, max(4 * k, 50)))
+        if narrowed is not None:
+            candidates &= narrowed
+    keyword_rank = _keyword_ranks(ctx, query, narrowed)
+    candidates |= set(keyword_rank)
+    rows = _rows(ctx, candidates, chosen, now)
+    if not rows:
+        return []
+    similarity = np.stack([vector_of(r) for r in rows]) @ vector
+    boost = IDENTIFIER_BOOST if is_identifier_query(query) else WORD_BOOST
+    scored = []
+    for row, sim in zip(rows, similarity, strict=True):
+        rank = keyword_rank.get(row["id"])
+        keyword = 0.0 if rank is None else 1.0 / (1 + rank)
+        score = (float(sim) + boost * keyword) * _weight(row, now)
+        if score >= min_score:
+            scored.append((score, float(sim), rank is not None, row))
+    scored.sort(key=lambda item: (-item[0], -item[3]["id"]))
+    hits = [_hit(row, score, sim, matched) for score, sim, matched, row in scored[:k]]
+    if count_access and hits:
+        ctx.store.write(
+            [
+                Statement(
+                    "UPDATE memories SET access_count = access_count + 1, last_accessed_at = :now "
+                    "WHERE id IN (SELECT value FROM json_each(:ids))",
+                    {"now": now, "ids": json.dumps([h.id for h in hits])},
+                )
+            ]
+        )
+    return hits
+
+
+def _weight(row: Row, now: int) -> float:
+    last_use = row["last_accessed_at"] or row["created_at"]
+    recency = math.exp(-max(0, now - last_use) / (30 * 86_400_000))
+    weight = (0.9 + 0.2 * row["importance"]) * (1 + 0.1 * recency)
+    if row["layer"] == Layer.PROCEDURAL and row["confidence"] is not None:
+        weight *= 0.75 + 0.5 * float(row["confidence"])
+    return float(weight)
+
+
+def _filtered_ids(ctx: MemoryContext, task_id: str | None, tags: Sequence[str] | None) -> set[int] | None:
+    if task_id is None and not tags:
+        return None
+    conditions, params = [], {}
+    if task_id is not None:
+        conditions.append("task_id = :task")
+        params["task"] = task_id
+    for i, tag in enumerate(tags or []):
+        conditions.append(f"id IN (SELECT memory_id FROM memory_tags WHERE tag = :tag{i})")
+        params[f"tag{i}"] = tag.strip().lower()
+    rows = ctx.store.query(f"SELECT id FROM memories WHERE {' AND '.join(conditions)}", params)
+    return {r["id"] for r in rows}
+
+
+def _keyword_ranks(ctx: MemoryContext, query: str, narrowed: set[int] | None) -> dict[int, int]:
+    """Full-text matches (any of the query's words, best first) → their rank; {} without FTS5."""
+    words = _WORD.findall(query)
+    if not words or not ctx.store.query("SELECT 1 FROM sqlite_master WHERE name = 'memories_fts'"):
+        return {}
+    match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words[:32])
+    rows = ctx.store.query(
+        "SELECT rowid AS id FROM memories_fts WHERE memories_fts MATCH :match ORDER BY bm25(memories_fts) LIMIT :n",
+        {"match": match, "n": FTS_CANDIDATES},
+    )
+    ids = [r["id"] for r in rows if narrowed is None or r["id"] in narrowed]
+    return {memory_id: rank for rank, memory_id in enumerate(ids)}
+
+
+def _rows(ctx: MemoryContext, ids: set[int], layers: list[Layer], now: int) -> list[Row]:
+    if not ids:
+        return []
+    return ctx.store.query(
+        """SELECT id, layer, content, tags, task_id, importance, confidence, created_at, last_accessed_at, embedding
+        FROM memories WHERE id IN (SELECT value FROM json_each(:ids))
+          AND layer IN (SELECT value FROM json_each(:layers)) AND (expires_at IS NULL OR expires_at > :now)""",
+        {"ids": json.dumps(sorted(ids)), "layers": json.dumps([layer.value for layer in layers]), "now": now},
+    )
+
+
+def _hit(row: Row, score: float, similarity: float, keyword: bool) -> MemoryHit:
+    return MemoryHit(
+        id=row["id"],
+        layer=Layer(row["layer"]),
+        snippet=snippet(row["content"]),
+        score=round(score, 4),
+        similarity=round(similarity, 4),
+        keyword_match=keyword,
+        tags=json.loads(row["tags"]),
+        task_id=row["task_id"],
+        confidence=row["confidence"],
+        created_at=to_datetime(row["created_at"]),
+    )
