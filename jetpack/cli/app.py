@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,10 +18,12 @@ from jetpack.agents import AgentRegistry, check_agent_name, parse_skills
 from jetpack.config import Settings, load_settings
 from jetpack.errors import JetpackError
 from jetpack.mail.model import MailContext
-from jetpack.memory.context import MemoryContext
 from jetpack.reservations.service import ReservationContext
 from jetpack.store import DataLayer, StoreError, open_store
 from jetpack.tasks import QueueContext, renew_leases
+
+if TYPE_CHECKING:
+    from jetpack.memory.context import MemoryContext
 
 
 @dataclass
@@ -60,7 +62,13 @@ class CliApp:
         return ReservationContext.for_settings(self.settings, self.store)
 
     def memory(self) -> MemoryContext:
-        """Cheap to make: the embedding model loads on first use."""
+        """Cheap to make: the embedding model loads on first use.
+
+        Imported here so commands that never touch memory (the pre-commit
+        hook above all) do not pay for numpy.
+        """
+        from jetpack.memory.context import MemoryContext
+
         return MemoryContext.for_settings(self.settings, self.store)
 
     def close(self) -> None:

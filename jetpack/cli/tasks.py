@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from jetpack import tasks as task_queue
-from jetpack import workloop
 from jetpack.cli.app import JetpackGroup, app_of, as_option, cli_actor, json_option
 from jetpack.cli.output import emit_json, task_table
 from jetpack.errors import InvalidInput
@@ -296,6 +295,8 @@ def claim_command(
       jetpack task claim --as blue-heron --skills python
     """
     app = app_of(ctx)
+    from jetpack import workloop  # numpy and the memory stack load only here
+
     task, reason, context = workloop.claim_for_agent(
         app.queue(), app.reservations(), app.mail(), app.memory(), cli_actor(app, as_name, skills), task_id
     )
@@ -343,6 +344,8 @@ def done_command(
       jetpack task done jp-a3f8.1 -m "JWT signing in auth/jwt.py"
     """
     app = app_of(ctx)
+    from jetpack import workloop  # numpy and the memory stack load only here
+
     result = workloop.complete_for_agent(
         app.queue(),
         app.reservations(),
@@ -383,6 +386,8 @@ def fail_command(
       jetpack task fail jp-a3f8.1 -r "tests need a database" --mode release
     """
     app = app_of(ctx)
+    from jetpack import workloop  # numpy and the memory stack load only here
+
     result = workloop.fail_for_agent(
         app.queue(), app.memory(), cli_actor(app, as_name, force=force), task_id, reason, task_queue.FailMode(mode)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +15,8 @@ from jetpack.memory.embedders import Embedder, create_embedder
 from jetpack.memory.index import VectorIndex, index_for
 from jetpack.store import DataLayer, Statement
 
+EMBED_CACHE_SIZE = 4_096
+
 
 @dataclass
 class MemoryContext:
@@ -21,6 +25,8 @@ class MemoryContext:
     settings: MemorySettings = field(default_factory=MemorySettings)
     clock: Clock = field(default_factory=SystemClock)
     index: VectorIndex | None = None
+    _recent: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _recent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.index is None:
@@ -48,6 +54,25 @@ class MemoryContext:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.embedder.embed(texts)
+
+    def embed_recent(self, texts: list[str]) -> np.ndarray:
+        """Like embed, but recently embedded texts come from a small cache: procedural learning re-reads
+        the same outcome sentences after every completion in a busy area."""
+        with self._recent_lock:
+            known = {t: self._recent[t] for t in texts if t in self._recent}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            known.update(zip(missing, np.asarray(self.embedder.embed(missing), dtype=np.float32), strict=True))
+        rows = [known[t] for t in texts]
+        with self._recent_lock:
+            for text in dict.fromkeys(texts):
+                self._recent[text] = known[text]
+                self._recent.move_to_end(text)
+            while len(self._recent) > EMBED_CACHE_SIZE:
+                self._recent.popitem(last=False)
+        if not rows:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        return np.stack(rows)
 
     def embed_one(self, text: str) -> np.ndarray:
         return np.asarray(self.embed([text])[0], dtype=np.float32)

@@ -1,7 +1,7 @@
 """Procedural learning without an LLM: when similar tasks were done the same way, say so.
 
-After each task outcome is remembered, its nearest episodic outcomes form a cluster (cosine ≥
-``CLUSTER_SIMILARITY``). If at least ``MIN_EVIDENCE`` of them share an approach — a sentence of
+After each task outcome is remembered, its nearest episodic outcomes (at most ``CLUSTER_MAX``, cosine
+≥ ``CLUSTER_SIMILARITY``) form a cluster. If at least ``MIN_EVIDENCE`` of them share an approach — a sentence of
 their summaries or learnings that each of them states in its own words (cosine ≥
 ``APPROACH_SIMILARITY``) — Jetpack writes (or strengthens) a procedural memory:
 
@@ -30,6 +30,7 @@ from jetpack.store import Row, Statement
 CLUSTER_SIMILARITY = 0.6
 APPROACH_SIMILARITY = 0.7
 MIN_EVIDENCE = 3
+CLUSTER_MAX = 20  # the nearest outcomes are evidence enough, and each costs its sentences' embeddings
 OUTCOME_TAG = "outcome"
 FAILURE_TAG = "failure"
 
@@ -72,7 +73,8 @@ def _cluster(ctx: MemoryContext, outcome: Row) -> list[Row]:
         "AND EXISTS (SELECT 1 FROM memory_tags t WHERE t.memory_id = memories.id AND t.tag = :tag)",
         {"ids": json.dumps(sorted(ids | {outcome["id"]})), "tag": OUTCOME_TAG},
     )
-    return [r for r in rows if float(vector_of(r) @ vector) >= CLUSTER_SIMILARITY]
+    scored = sorted(((float(vector_of(r) @ vector), r) for r in rows), key=lambda pair: -pair[0])
+    return [r for score, r in scored[:CLUSTER_MAX] if score >= CLUSTER_SIMILARITY]
 
 
 def _sentences(text: str) -> list[str]:
@@ -100,7 +102,7 @@ def _shared_approach(ctx: MemoryContext, cluster: list[Row]) -> tuple[str | None
                 sentences.append(sentence)
     if not sentences:
         return None, []
-    vectors = ctx.embed(sentences)
+    vectors = ctx.embed_recent(sentences)
     similar = vectors @ vectors.T >= APPROACH_SIMILARITY
     best, best_support = None, set[int]()
     for i, sentence in enumerate(sentences):

@@ -10,8 +10,9 @@ The score of a candidate memory m for query q:
 where recency = exp(−days since last use / 30) and trust = 0.75 + 0.5 × confidence for
 procedural memory (1 otherwise). Candidates are the vector index's nearest plus the top
 full-text matches; similarity decides, words only nudge — unless the query names an identifier
-(snake_case, dotted.names, paths, CAPS, numbers), where an exact word match matters most. The
-weights were chosen on the evaluation set in ``benchmarks/memory_eval.json``.
+(snake_case, dotted.names, paths, CAPS, numbers, camelCase, --flags, HAR-812), where an exact word
+match matters most. The weights and the detector were chosen on the evaluation set in
+``benchmarks/memory_eval.json``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ FTS_CANDIDATES = 50
 FILTERED_EXACT_LIMIT = 5_000  # a filter (task, tags) this narrow is scored exactly, without the index
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[_./:-][A-Za-z0-9]+)+|\b[A-Z]{3,}\b|\b\w*\d\w*\b")
+# snake_case, dotted.names, paths, urls; hyphenated tokens only with a capital or digit (HAR-812,
+# X-Hub-Signature, not sign-ins); CAPS; anything with a digit; camelCase / PascalCase; --flags.
+_IDENTIFIER = re.compile(
+    r"[A-Za-z0-9]+(?:[_./:][A-Za-z0-9]+)+|\b(?=[\w-]*[A-Z0-9])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+"
+    r"|\b[A-Z]{3,}\b|\b\w*\d\w*\b|\b[a-z]+[A-Z]\w*|\b[A-Z][a-z0-9]+[A-Z]\w*|(?<![\w-])--?[A-Za-z][\w-]*"
+)
 
 
 def is_identifier_query(query: str) -> bool:

@@ -110,13 +110,13 @@ def parse_new_tasks(raw: list[dict[str, Any]]) -> list[NewTask]:
         raise InvalidInput(describe_validation_error(error)) from None
 
 
-def describe_validation_error(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError, subject: str = "task") -> str:
     parts = []
     for issue in error.errors()[:5]:
         where = ".".join(str(p) for p in issue["loc"]) or "input"
         parts.append(f"{where}: {issue['msg']}")
     more = f" (and {error.error_count() - 5} more)" if error.error_count() > 5 else ""
-    return "invalid task: " + "; ".join(parts) + more
+    return f"invalid {subject}: " + "; ".join(parts) + more
 
 
 class Task(BaseModel):

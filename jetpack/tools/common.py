@@ -11,14 +11,14 @@ from typing import Any, ParamSpec, TypeVar
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from jetpack.actor import Actor
 from jetpack.errors import JetpackError
 from jetpack.mail import attention_notice
 from jetpack.server.session import AgentSession
 from jetpack.store import StoreBusy
-from jetpack.tasks.model import compact
+from jetpack.tasks.model import compact, describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             result = await fn(*args, **kwargs)
         except JetpackError as error:
             raise ToolError(_with_notice(str(error), ctx)) from None
+        except ValidationError as error:  # a model built inside the tool from checked arguments
+            raise ToolError(_with_notice(describe_validation_error(error, "input"), ctx)) from None
         except StoreBusy as error:
             log.warning("store busy: %s", error)
             raise ToolError(_with_notice(f"{error}. Nothing was changed; call again in a few seconds", ctx)) from None
