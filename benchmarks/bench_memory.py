@@ -1,7 +1,7 @@
 """Memory recall: quality on the labelled eval set, latency at 10k / 100k / 1M memories, embedder costs.
 
     .venv/bin/python benchmarks/bench_memory.py [--quick] [--wait-idle S] [--grid] [--details]
-        [--embedder onnx|sentence-transformers|hash|all] [--skip-latency]
+        [--embedder onnx|sentence-transformers|hash|all] [--skip-latency] [--skip-quality] [--sizes N,N]
 
 a) Quality. benchmarks/memory_eval.json (checked first: counts, ids, and that no paraphrase query
    shares a content word with its answers) is loaded into a fresh store through ``remember``,
@@ -702,8 +702,10 @@ def p50_p99(samples: list[float]) -> str:
     return f"{ms(percentile(samples, 50))} / {ms(percentile(samples, 99))}"
 
 
-def latency(report: Report, root: Path, name: str, evalset: EvalSet, *, quick: bool) -> None:
-    sizes = (2_000, 10_000) if quick else (10_000, 100_000, 1_000_000)
+def latency(
+    report: Report, root: Path, name: str, evalset: EvalSet, *, quick: bool, sizes: Sequence[int] | None = None
+) -> None:
+    sizes = sizes or ((2_000, 10_000) if quick else (10_000, 100_000, 1_000_000))
     real_count = 600 if quick else 3_000
     held_out = 100 if quick else 200
     repeat = 60 if quick else 300
@@ -853,6 +855,10 @@ def main() -> None:
     parser.add_argument("--grid", action="store_true", help="run the blend-constant grid even when the targets pass")
     parser.add_argument("--details", action="store_true", help="print each query's rank per method")
     parser.add_argument("--skip-latency", action="store_true", help="only the quality and embedder parts")
+    parser.add_argument(
+        "--sizes", type=lambda v: [int(x) for x in v.split(",")], help="latency store sizes, e.g. 10000,100000"
+    )
+    parser.add_argument("--skip-quality", action="store_true", help="only the latency and embedder parts")
     args = parser.parse_args()
     evalset = load_eval()
     names = installed_embedders() if args.embedder == "all" else [args.embedder]
@@ -865,11 +871,11 @@ def main() -> None:
     probes = [run_probe(name, args.quick) for name in names]
     usable = [p["name"] for p in probes if "error" not in p]
     with temp_dir("memory") as root:
-        for name in usable:
+        for name in [] if args.skip_quality else usable:
             quality(report, root, name, evalset, grid=args.grid, quick=args.quick, details=args.details)
         real = [n for n in usable if n != "hash"]
         if not args.skip_latency and usable:
-            latency(report, root, (real or usable)[0], evalset, quick=args.quick)
+            latency(report, root, (real or usable)[0], evalset, quick=args.quick, sizes=args.sizes)
     embedder_rows(report, probes)
     report.print()
 

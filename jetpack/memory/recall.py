@@ -36,6 +36,7 @@ K_MAX = 50
 WORD_BOOST = 0.08
 IDENTIFIER_BOOST = 0.35
 FTS_CANDIDATES = 50
+FTS_MATCH_BUDGET = 2_000  # memories the full-text query may match (and bm25 sort) at most
 FILTERED_EXACT_LIMIT = 5_000  # a filter (task, tags) this narrow is scored exactly, without the index
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -137,17 +138,46 @@ def _filtered_ids(ctx: MemoryContext, task_id: str | None, tags: Sequence[str] |
 
 
 def _keyword_ranks(ctx: MemoryContext, query: str, narrowed: set[int] | None) -> dict[int, int]:
-    """Full-text matches (any of the query's words, best first) → their rank; {} without FTS5."""
-    words = _WORD.findall(query)
+    """Full-text matches (any of the query's selective words, best first) → their rank; {} without FTS5."""
+    words = list(dict.fromkeys(_WORD.findall(query)))[:32]
     if not words or not ctx.store.query("SELECT 1 FROM sqlite_master WHERE name = 'memories_fts'"):
         return {}
-    match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words[:32])
+    words = _selective(ctx, words)
+    if not words:
+        return {}
+    match = " OR ".join(_phrase(w) for w in words)
     rows = ctx.store.query(
         "SELECT rowid AS id FROM memories_fts WHERE memories_fts MATCH :match ORDER BY bm25(memories_fts) LIMIT :n",
         {"match": match, "n": FTS_CANDIDATES},
     )
     ids = [r["id"] for r in rows if narrowed is None or r["id"] in narrowed]
     return {memory_id: rank for rank, memory_id in enumerate(ids)}
+
+
+def _selective(ctx: MemoryContext, words: list[str]) -> list[str]:
+    """The query's words that can tell memories apart: rarest first, while the memories holding them
+    add up to at most FTS_MATCH_BUDGET (ranking sorts every match, and a word that half the store
+    holds ranks nothing). Words no memory holds are left out. Counting stops at the budget, so a
+    common word costs no more to count than a rare one."""
+    probes = " UNION ALL ".join(
+        f"SELECT {i} AS i, (SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH :w{i} "
+        "LIMIT :cap)) AS n"
+        for i in range(len(words))
+    )
+    params: dict[str, object] = {f"w{i}": _phrase(w) for i, w in enumerate(words)}
+    params["cap"] = FTS_MATCH_BUDGET + 1
+    counts = {words[r["i"]]: int(r["n"]) for r in ctx.store.query(probes, params)}
+    chosen, total = [], 0
+    for word in sorted((w for w in words if counts[w] > 0), key=lambda w: counts[w]):
+        if total + counts[word] > FTS_MATCH_BUDGET:
+            break
+        chosen.append(word)
+        total += counts[word]
+    return chosen
+
+
+def _phrase(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
 
 
 def _rows(ctx: MemoryContext, ids: set[int], layers: list[Layer], now: int) -> list[Row]:
