@@ -12,6 +12,7 @@ from jetpack import __version__
 from jetpack.cli.app import CliApp, JetpackGroup, app_of, json_option
 from jetpack.cli.hook import hook
 from jetpack.cli.mail import mail_group
+from jetpack.cli.mcp_config import mcp_group
 from jetpack.cli.memory import memory
 from jetpack.cli.output import emit_json, table
 from jetpack.cli.reservations import release_command, reservations_command, reserve_command
@@ -52,6 +53,7 @@ def main(ctx: click.Context, project: Path | None, db: Path | None) -> None:
 main.add_command(task)
 main.add_command(hook)
 main.add_command(mail_group, "mail")
+main.add_command(mcp_group, "mcp")
 main.add_command(memory)
 main.add_command(reserve_command)
 main.add_command(release_command)
