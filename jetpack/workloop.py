@@ -21,8 +21,9 @@ from jetpack.actor import Actor
 from jetpack.errors import InvalidInput, JetpackError
 from jetpack.mail.inbox import attention
 from jetpack.mail.model import MailContext
+from jetpack.memory.backlog import backlog_statement, drain_all
 from jetpack.memory.context import MemoryContext
-from jetpack.memory.loop import check_learnings, memories_for_task, remember_outcome
+from jetpack.memory.loop import check_learnings, memories_for_task
 from jetpack.memory.model import MemoryHit
 from jetpack.reservations.service import (
     ConflictView,
@@ -31,7 +32,9 @@ from jetpack.reservations.service import (
     normalise_paths,
     release_for_task,
 )
-from jetpack.tasks import FailMode, QueueContext, Task, claim_task, complete_task, fail_task
+from jetpack.store import StoreError
+from jetpack.swarm.strategies import claim_next
+from jetpack.tasks import FailMode, QueueContext, Task, complete_task, fail_task
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class ClaimContext(BaseModel):
     conflicts: list[ConflictView] = []
     unread_mail: int = 0
     memories: list[MemoryHit] = []
+    also_claimed: list[Task] = []  # a batch claim's other tasks (claim_task(batch=n))
 
 
 def claim_for_agent(
@@ -51,19 +55,31 @@ def claim_for_agent(
     memory: MemoryContext,
     actor: Actor,
     task_id: str | None = None,
+    *,
+    strategy: str | None = None,
+    batch: int = 1,
 ) -> tuple[Task | None, str | None, ClaimContext]:
-    outcome = claim_task(queue, actor, task_id)
+    """Claim under ``strategy`` (default: the swarm's, ``queue.swarm.strategy``; see docs/swarm.md),
+    ``batch`` related tasks at most; the first task is the one the context is about."""
+    outcome = claim_next(queue, actor, strategy, task_id=task_id, batch=batch)
     if outcome.task is None:
         return None, outcome.reason, ClaimContext()
-    task = outcome.task
+    task, others = outcome.tasks[0], outcome.tasks[1:]
     conflicts: list[ConflictView] = []
-    if task.files:
+    planned = [path for t in outcome.tasks for path in t.files]
+    if planned:
         try:
-            conflicts = find_conflicts(reservations, actor.name, normalise_paths(reservations, task.files))
+            conflicts = find_conflicts(reservations, actor.name, normalise_paths(reservations, planned))
         except InvalidInput:
             conflicts = []  # a planned path that is not a valid pattern cannot be checked; the claim stands
     unread, _, _ = attention(mail, actor.name, with_unread=True)
-    return task, None, ClaimContext(conflicts=conflicts, unread_mail=unread, memories=_memories(memory, actor, task))
+    return (
+        task,
+        None,
+        ClaimContext(
+            conflicts=conflicts, unread_mail=unread, memories=_memories(memory, actor, task), also_claimed=others
+        ),
+    )
 
 
 def _memories(memory: MemoryContext, actor: Actor, task: Task) -> list[MemoryHit]:
@@ -92,9 +108,12 @@ def complete_for_agent(
         task_id,
         summary,
         files_touched=touched,
-        also=lambda now: [release_for_task(actor.name, task_id, now)],
+        also=lambda now: [
+            release_for_task(actor.name, task_id, now),
+            backlog_statement(task_id, actor.name, summary, lessons, failed=False, now=now),
+        ],
     )
-    _keep(memory, actor, task, summary, lessons, failed=False)
+    _remember_soon(memory)
     return task
 
 
@@ -103,12 +122,20 @@ def fail_for_agent(
 ) -> Task:
     task = fail_task(queue, actor, task_id, reason, mode)
     if mode is not FailMode.RELEASE:
-        _keep(memory, actor, task, reason, [], failed=True)
+        try:
+            memory.store.write([backlog_statement(task_id, actor.name, reason, [], failed=True, now=memory.now())])
+        except StoreError:
+            log.warning("the failure of %s was not queued for memory", task_id, exc_info=True)
+        _remember_soon(memory)
     return task
 
 
-def _keep(memory: MemoryContext, actor: Actor, task: Task, summary: str, learnings: list[str], *, failed: bool) -> None:
+def _remember_soon(memory: MemoryContext) -> None:
+    """The outcome waits in the backlog: a server's worker takes it; without one, take it now."""
+    if memory.on_outcome is not None:
+        memory.on_outcome()
+        return
     try:
-        remember_outcome(memory, actor.name, task, summary, learnings, failed=failed)
-    except JetpackError:
-        log.warning("the outcome of %s was not remembered: memory is unavailable", task.id, exc_info=True)
+        drain_all(memory)
+    except (JetpackError, StoreError):
+        log.warning("outcomes were not remembered yet: memory is unavailable", exc_info=True)

@@ -1,13 +1,16 @@
-"""Shared fixtures: real SQLite files in temporary project directories, real MCP clients."""
+"""Shared fixtures: real SQLite files in temporary project directories, real tursodb servers,
+real MCP clients."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from libsql_server import TursoServer, start_tursodb, tursodb_binary
 
 from jetpack.actor import Actor
 from jetpack.clock import ManualClock
@@ -37,11 +40,69 @@ def settings(project: Path) -> Settings:
     return load_settings({"JETPACK_PROJECT_DIR": str(project)})
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_adapters`` run once on the embedded SQLite file and once on a real
+    ``tursodb`` server (the libSQL adapter), through the same ``store`` fixture."""
+    if metafunc.definition.get_closest_marker("both_adapters") and "datalayer_kind" in metafunc.fixturenames:
+        metafunc.parametrize("datalayer_kind", ["sqlite", "libsql"], indirect=True)
+
+
 @pytest.fixture
-def store(settings: Settings) -> Iterator[DataLayer]:
-    opened = open_store(settings.db_path)
-    yield opened
-    opened.close()
+def datalayer_kind(request: pytest.FixtureRequest) -> str:
+    """Which adapter ``store`` uses: "sqlite" unless the test is marked ``both_adapters``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def libsql_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database migrated once by a tursodb server, copied for each test (migrating over HTTP
+    takes ~0.3 s; a copy and a server start take a few milliseconds)."""
+    if tursodb_binary() is None:
+        pytest.skip("tursodb is not installed; ./scripts/test installs it (npm install --prefix .tools turso@0.6.0)")
+    template = tmp_path_factory.mktemp("libsql-template") / "jetpack.db"
+    server = start_tursodb(template)
+    try:
+        open_store(server.url).close()
+    finally:
+        server.stop()
+    return template
+
+
+@pytest.fixture
+def libsql_server(libsql_template: Path, tmp_path: Path) -> Iterator[TursoServer]:
+    """A tursodb server of this test's own, serving a fresh copy of the migrated database."""
+    database = tmp_path / "libsql" / "jetpack.db"
+    database.parent.mkdir()
+    for suffix in ("", "-wal"):
+        if Path(f"{libsql_template}{suffix}").exists():
+            shutil.copyfile(f"{libsql_template}{suffix}", f"{database}{suffix}")
+    server = start_tursodb(database)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def another_store(
+    settings: Settings, datalayer_kind: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], DataLayer]]:
+    """Opens another DataLayer on the test's database, with connections of its own, as another
+    process would (closed after the test)."""
+    location = request.getfixturevalue("libsql_server").url if datalayer_kind == "libsql" else settings.db_path
+    opened: list[DataLayer] = []
+
+    def open_another() -> DataLayer:
+        opened.append(open_store(location))
+        return opened[-1]
+
+    yield open_another
+    for another in opened:
+        another.close()
+
+
+@pytest.fixture
+def store(another_store: Callable[[], DataLayer]) -> DataLayer:
+    """The test's database: a SQLite file, or a tursodb server for tests marked ``both_adapters``."""
+    return another_store()
 
 
 @pytest.fixture

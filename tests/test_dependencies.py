@@ -18,6 +18,8 @@ from jetpack.tasks import (
     reopen_task,
 )
 
+pytestmark = pytest.mark.both_adapters  # the embedded file and a real tursodb server
+
 
 def states(queue: QueueContext, *ids: str) -> list[str]:
     rows = {r["id"]: r["state"] for r in queue.store.query("SELECT id, state FROM tasks")}

@@ -23,6 +23,8 @@ from jetpack.mail import (
 )
 from jetpack.store import DataLayer
 
+pytestmark = pytest.mark.both_adapters  # the embedded file and a real tursodb server
+
 
 @pytest.fixture
 def mail(store: DataLayer, clock: ManualClock) -> MailContext:

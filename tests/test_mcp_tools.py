@@ -19,6 +19,7 @@ pytestmark = pytest.mark.anyio
 
 TOOLS = {
     "register_agent",
+    "list_agents",
     "create_tasks",
     "list_tasks",
     "get_task",
@@ -27,6 +28,7 @@ TOOLS = {
     "complete_task",
     "fail_task",
     "add_dependency",
+    "query_graph",
     "send_mail",
     "fetch_inbox",
     "mark_mail",
@@ -87,7 +89,15 @@ async def test_the_server_offers_exactly_its_tools_with_short_descriptions(mcp_c
         assert tool.description and len(tool.description.encode()) <= 2048
         assert tool.output_schema is not None
     read_only = {t.name for t in tools if t.annotations and t.annotations.read_only_hint}
-    assert read_only == {"list_tasks", "get_task", "get_thread", "search_mail", "check_files"}
+    assert read_only == {
+        "list_agents",
+        "list_tasks",
+        "get_task",
+        "query_graph",
+        "get_thread",
+        "search_mail",
+        "check_files",
+    }
     params = {t.name: set(t.input_schema["properties"]) for t in tools}
     assert {"task_id"} <= params["get_task"] and {"task_id"} <= params["complete_task"]
     assert params["create_tasks"] == {"tasks"}

@@ -351,7 +351,13 @@ class QueueMachine(RuleBasedStateMachine):
         self.clock = ManualClock()
         self.ctx = QueueContext(
             store=self.store,
-            settings=TaskSettings(lease_seconds=LEASE_SECONDS, max_attempts=DEFAULT_MAX_ATTEMPTS, max_depth=MAX_DEPTH),
+            # No retry wait: the model requeues a failed attempt at once (test_lifecycle covers the wait).
+            settings=TaskSettings(
+                lease_seconds=LEASE_SECONDS,
+                max_attempts=DEFAULT_MAX_ATTEMPTS,
+                max_depth=MAX_DEPTH,
+                retry_backoff_seconds=0,
+            ),
             clock=self.clock,
         )
         self.model = Model()

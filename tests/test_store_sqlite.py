@@ -1,4 +1,6 @@
-"""The embedded SQLite DataLayer: pragmas, migrations, atomic batches, guards, busy handling."""
+"""The embedded SQLite DataLayer: pragmas, multi-process migration, waiting for the write lock.
+
+What every adapter must do is in test_datalayer.py (run on SQLite and on tursodb)."""
 
 from __future__ import annotations
 
@@ -11,16 +13,11 @@ import pytest
 import sqlean
 
 from jetpack.store import (
-    ConstraintViolation,
-    GuardFailed,
     SQLiteDataLayer,
-    Statement,
     StoreBusy,
-    StoreError,
-    expect,
     open_store,
 )
-from jetpack.store.migrations import available_migrations, migrate, split_statements
+from jetpack.store.migrations import available_migrations, split_statements
 
 
 def test_connections_use_wal_normal_sync_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
@@ -38,21 +35,12 @@ def test_open_store_creates_parent_directories(tmp_path: Path) -> None:
     store.close()
 
 
-def test_migrations_apply_once_and_record_their_version(tmp_path: Path) -> None:
-    store = SQLiteDataLayer(tmp_path / "j.db")
-    first = migrate(store)
-    assert first == [m.version for m in available_migrations()]
-    assert migrate(store) == []
-    assert store.schema_version() == max(first)
-    store.close()
-
-
 def _migrate_in_process(path: str) -> None:
     store = open_store(path)
     store.close()
 
 
-def test_concurrent_first_start_migrates_exactly_once(tmp_path: Path) -> None:
+def test_concurrent_first_start_in_processes_migrates_exactly_once(tmp_path: Path) -> None:
     path = str(tmp_path / "j.db")
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_migrate_in_process, args=(path,)) for _ in range(4)]
@@ -79,55 +67,6 @@ def test_split_statements_keeps_trigger_bodies_whole() -> None:
     statements = split_statements(script)
     assert len(statements) == 2
     assert statements[1].count("INSERT INTO a VALUES") == 2
-
-
-def test_write_batch_is_atomic_when_a_statement_violates_a_constraint(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "j.db")
-    store.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)")
-    with pytest.raises(ConstraintViolation) as raised:
-        store.write(
-            [
-                Statement("INSERT INTO kv VALUES ('a', '1')"),
-                Statement("INSERT INTO kv VALUES ('b', '2')"),
-                Statement("INSERT INTO kv VALUES ('a', '3')"),
-            ]
-        )
-    assert raised.value.statement_index == 2
-    assert store.query("SELECT count(*) AS n FROM kv")[0]["n"] == 0
-    store.close()
-
-
-def test_guard_aborts_the_batch_and_names_its_statement(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "j.db")
-    store.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)")
-    with pytest.raises(GuardFailed) as raised:
-        store.write(
-            [
-                Statement("INSERT INTO kv VALUES ('a', '1')"),
-                expect("(SELECT count(*) FROM kv) = :n", {"n": 5}),
-                Statement("INSERT INTO kv VALUES ('b', '2')"),
-            ]
-        )
-    assert raised.value.statement_index == 1
-    assert store.query("SELECT count(*) AS n FROM kv")[0]["n"] == 0
-    store.write([Statement("INSERT INTO kv VALUES ('a', '1')"), expect("(SELECT count(*) FROM kv) = 1")])
-    assert store.query("SELECT count(*) AS n FROM kv")[0]["n"] == 1
-    store.close()
-
-
-def test_returning_rows_come_back_per_statement(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "j.db")
-    store.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)")
-    results = store.write(
-        [
-            Statement("INSERT INTO kv VALUES (:k, :v) RETURNING k", {"k": "a", "v": "1"}),
-            Statement("INSERT INTO kv VALUES (:k, :v)", {"k": "b", "v": "2"}),
-            Statement("INSERT INTO kv VALUES (:k, :v)", {"k": "c", "v": "3"}),
-            Statement("UPDATE kv SET v = 'x' WHERE k = 'zzz' RETURNING k"),
-        ]
-    )
-    assert results == [[{"k": "a"}], [], [], []]
-    store.close()
 
 
 def test_writer_waits_for_another_connections_write_lock(tmp_path: Path) -> None:
@@ -159,34 +98,4 @@ def test_writer_gives_up_with_store_busy_after_its_retry_budget(tmp_path: Path) 
     assert time.monotonic() - started >= 0.3
     other.execute("ROLLBACK")
     other.close()
-    store.close()
-
-
-def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "j.db")
-    store.execute("CREATE TABLE n (i INTEGER)")
-    errors: list[BaseException] = []
-
-    def insert_many() -> None:
-        try:
-            for i in range(200):
-                store.execute("INSERT INTO n VALUES (:i)", {"i": i})
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=insert_many) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    assert store.query("SELECT count(*) AS n FROM n")[0]["n"] == 800
-    store.close()
-
-
-def test_a_database_from_a_newer_jetpack_is_refused_clearly(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "j.db")
-    store.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (999, 'future', 0)")
-    with pytest.raises(StoreError, match="newer than this Jetpack"):
-        migrate(store)
     store.close()

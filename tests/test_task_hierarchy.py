@@ -22,6 +22,8 @@ from jetpack.tasks import (
 )
 from jetpack.tasks.ids import hash_length_for
 
+pytestmark = pytest.mark.both_adapters  # the embedded file and a real tursodb server
+
 ROOT = re.compile(r"^jp-[0-9a-z]{4}$")
 
 

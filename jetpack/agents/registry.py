@@ -16,6 +16,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from jetpack.agents.health import process_alive
 from jetpack.clock import Clock, SystemClock, format_ms, to_datetime
 from jetpack.config import AgentSettings
 from jetpack.errors import Conflict, InvalidInput
@@ -233,7 +234,7 @@ class AgentRegistry:
             return False
         if now - row["last_seen_at"] > self.settings.stale_seconds * 1000:
             return False
-        return not (row["host"] == socket.gethostname() and row["pid"] and not _pid_alive(row["pid"]))
+        return not (row["host"] == socket.gethostname() and row["pid"] and not process_alive(row["pid"]))
 
     def _is_free_for(self, row: Row, session: SessionInfo, now: int) -> bool:
         same_client_session = session.client_session_id is not None and (
@@ -254,13 +255,3 @@ class AgentRegistry:
             last_seen_at=to_datetime(row["last_seen_at"]),
             live=self._is_live(row, now),
         )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -49,11 +49,11 @@ class CliApp:
     @property
     def store(self) -> DataLayer:
         if self._store is None:
-            self._store = open_store(self.settings.db_path)
+            self._store = open_store(self.settings.db_location, auth_token=self.settings.db_auth_token)
         return self._store
 
     def queue(self) -> QueueContext:
-        return QueueContext(store=self.store, settings=self.settings.tasks)
+        return QueueContext(store=self.store, settings=self.settings.tasks, swarm=self.settings.swarm)
 
     def mail(self) -> MailContext:
         return MailContext.for_settings(self.settings, self.store)

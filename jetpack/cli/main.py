@@ -15,8 +15,12 @@ from jetpack.cli.mail import mail_group
 from jetpack.cli.mcp_config import mcp_group
 from jetpack.cli.memory import memory
 from jetpack.cli.output import emit_json, table
+from jetpack.cli.plans import load_command
+from jetpack.cli.quality import quality
 from jetpack.cli.reservations import release_command, reservations_command, reserve_command
+from jetpack.cli.start import start
 from jetpack.cli.tasks import task
+from jetpack.cli.tokens import token_group
 from jetpack.config import DB_FILE, DEFAULT_CONFIG, STATE_DIR, load_settings
 
 
@@ -58,6 +62,10 @@ main.add_command(memory)
 main.add_command(reserve_command)
 main.add_command(release_command)
 main.add_command(reservations_command)
+main.add_command(start)
+main.add_command(token_group, "token")
+main.add_command(load_command, "load")
+main.add_command(quality)
 
 
 @main.command()
@@ -91,7 +99,7 @@ def init(ctx: click.Context, directory: Path | None, prefix: str | None) -> None
         app.close()
     ignored = _ignore_database_files(root)
     click.echo(f"Jetpack project ready in {state}")
-    click.echo(f"  database: {settings.db_path} (schema v{version})")
+    click.echo(f"  database: {settings.database} (schema v{version})")
     click.echo(f"  config:   {config}")
     if ignored:
         click.echo(f"  .gitignore: added {', '.join(ignored)}")
@@ -121,16 +129,34 @@ def _ignore_database_files(root: Path) -> list[str]:
     default=lambda: os.environ.get("JETPACK_LOG_LEVEL", "warning"),
     show_default="warning",
 )
+@click.option("--http", "over_http", is_flag=True, help="Serve Streamable HTTP (/mcp) and SSE (/sse) instead of stdio.")
+@click.option("--host", help="With --http: address to listen on (default: server.host, 127.0.0.1).")
+@click.option("--port", type=int, help="With --http: port (default: server.port, 8765).")
+@click.option(
+    "--allowed-host", "allowed_hosts", multiple=True, metavar="NAME", help="With --http: a name clients use (repeat)."
+)
 @click.pass_context
-def serve(ctx: click.Context, agent: str | None, skills: str | None, log_level: str) -> None:
-    """Run the MCP server over stdio (agents launch this; logs go to stderr).
+def serve(
+    ctx: click.Context,
+    agent: str | None,
+    skills: str | None,
+    log_level: str,
+    over_http: bool,
+    host: str | None,
+    port: int | None,
+    allowed_hosts: tuple[str, ...],
+) -> None:
+    """Run the MCP server over stdio (agents launch this; logs go to stderr), or with --http
+    over Streamable HTTP and SSE for remote agents (see docs/http.md).
 
     \b
-    Example (Claude Code):
-      claude mcp add jetpack -e JETPACK_AGENT=blue-heron -- jetpack serve
+    Example:
+      claude mcp add jetpack -e JETPACK_AGENT=blue-heron -- jetpack serve     Claude Code, stdio
+      jetpack serve --http --host 0.0.0.0 --allowed-host jetpack.example.com  one server, tokens
     """
     import anyio
 
+    from jetpack.memory.backlog import BacklogWorker
     from jetpack.server import IdentityDefaults, build_parts, create_server
     from jetpack.server.app import new_session
     from jetpack.server.stdio import serve_stdio
@@ -142,84 +168,123 @@ def serve(ctx: click.Context, agent: str | None, skills: str | None, log_level: 
     if skills is not None:
         environ["JETPACK_SKILLS"] = skills
     app = app_of(ctx)
+    if over_http and agent:
+        raise click.UsageError("over HTTP each connection is its own agent: bind a token to a name instead")
     parts = build_parts(app.settings, store=app.store, identity=IdentityDefaults.from_environ(environ))
-    session = new_session(parts)
-    anyio.run(serve_stdio, create_server(parts, session_factory=lambda: session), session)
+    # Completed tasks become memory on this thread, not while the agent waits for complete_task.
+    backlog = BacklogWorker(parts.memory).start()
+    parts.memory.on_outcome = backlog.poke
+    try:
+        if over_http:
+            from jetpack.server.http import serve_http
+            from jetpack.server.http_options import HttpOptions
+
+            options = HttpOptions.from_settings(app.settings.server, host=host, port=port, allowed_hosts=allowed_hosts)
+            click.echo(options.describe(), err=True)
+            serve_http(parts, options, log_level=log_level)
+            return
+        session = new_session(parts)
+        anyio.run(serve_stdio, create_server(parts, session_factory=lambda: session), session)
+    finally:
+        backlog.stop()
 
 
 @main.command()
 @json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Summarise the queue: tasks by state, agents, where the database is.
+    """Summarise the queue: tasks by state, agents by state and what they hold, where the database is.
 
     \b
     Example:
       jetpack status --json
     """
     from jetpack.agents import AgentRegistry
+    from jetpack.cli.agents import agent_overview, agents_table, states_summary
     from jetpack.tasks import count_by_state
+    from jetpack.tasks.model import compact
 
     app = app_of(ctx)
     counts = count_by_state(app.queue())
     agents = AgentRegistry(app.store, app.settings.agents).list_agents()
     live = [a for a in agents if a.live]
+    overview = agent_overview(app)
+    working = [a for a in overview.agents if a.tasks]
     if as_json:
         emit_json(
             {
-                "database": str(app.settings.db_path),
+                "database": app.settings.database,
                 "schema_version": app.store.schema_version(),
                 "tasks": counts,
                 "total": sum(counts.values()),
                 "agents": {"live": [a.name for a in live], "known": len(agents)},
+                "agent_states": overview.counts,
+                "working": [compact(a) for a in working],
             }
         )
         return
-    click.echo(f"database: {app.settings.db_path}")
+    click.echo(f"database: {app.settings.database}")
     click.echo(f"tasks: {sum(counts.values())} total")
     table(["state", "count"], [(state, n) for state, n in counts.items() if n])
-    click.echo(f"agents: {len(live)} live ({', '.join(a.name for a in live) or 'none'}), {len(agents)} known")
+    click.echo(
+        f"agents: {len(live)} live ({', '.join(a.name for a in live) or 'none'}), {len(agents)} known"
+        + (f" ({states_summary(overview.counts)})" if agents else "")
+    )
+    if working:
+        agents_table(working, details=False)
 
 
 @main.command()
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["active", "idle", "stale", "dead"]),
+    help="Only agents in these states (repeatable).",
+)
 @json_option
 @click.pass_context
-def agents(ctx: click.Context, as_json: bool) -> None:
-    """List the agents that have used this project, live ones first.
+def agents(ctx: click.Context, states: tuple[str, ...], as_json: bool) -> None:
+    """List the agents that have used this project: state (active, idle, stale, dead), heartbeat age
+    and the tasks each holds; active ones first.
 
     \b
-    Example:
-      jetpack agents --json
+    Examples:
+      jetpack agents
+      jetpack agents --state dead --json
     """
     from jetpack.agents import AgentRegistry
+    from jetpack.agents.health import STATE_ORDER
+    from jetpack.cli.agents import agent_overview, agents_table
+    from jetpack.tasks.model import compact
 
     app = app_of(ctx)
-    records = sorted(AgentRegistry(app.store, app.settings.agents).list_agents(), key=lambda a: not a.live)
+    records = {r.name: r for r in AgentRegistry(app.store, app.settings.agents).list_agents()}
+    shown = [a for a in agent_overview(app).agents if a.name in records and (not states or a.state.value in states)]
+    shown.sort(key=lambda a: (STATE_ORDER[a.state], a.heartbeat_age_seconds, a.name))
     if as_json:
-        emit_json([r.model_copy(update={"session_id": r.session_id[:8]}) for r in records])
+        emit_json(
+            [
+                {
+                    **compact(records[a.name].model_copy(update={"session_id": records[a.name].session_id[:8]})),
+                    **compact(a),
+                }
+                for a in shown
+            ]
+        )
         return
-    if not records:
-        click.echo("no agents yet")
+    if not shown:
+        click.echo("no agents yet" if not states else f"no {' or '.join(states)} agents")
         return
-    table(
-        ["name", "live", "skills", "client", "last seen"],
-        [
-            (
-                r.name,
-                "yes" if r.live else "no",
-                ",".join(r.skills),
-                r.client_name or "",
-                f"{r.last_seen_at:%Y-%m-%d %H:%M:%S}",
-            )
-            for r in records
-        ],
-    )
+    agents_table(shown)
 
 
 @main.command()
-@click.argument("directory", required=False, default="jetpack-demo", type=click.Path(file_okay=False, path_type=Path))
-def demo(directory: Path) -> None:
-    """Set up a demo project with a sample task tree and let an MCP agent claim and finish a task.
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def demo(directory: Path | None) -> None:
+    """Run a demo swarm: 4 script workers build a sample plan in a fresh git repository, live.
+
+    DIRECTORY must be new or empty (default: a temporary directory).
 
     \b
     Example:
@@ -227,4 +292,4 @@ def demo(directory: Path) -> None:
     """
     from jetpack.cli.demo import run_demo
 
-    run_demo(directory.resolve())
+    run_demo(directory)

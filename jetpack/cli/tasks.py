@@ -11,6 +11,7 @@ import click
 from jetpack import tasks as task_queue
 from jetpack.cli.app import JetpackGroup, app_of, as_option, cli_actor, json_option
 from jetpack.cli.output import emit_json, task_table
+from jetpack.config import SWARM_STRATEGIES
 from jetpack.errors import InvalidInput
 from jetpack.tasks.model import TaskState, compact, parse_new_tasks
 
@@ -282,23 +283,42 @@ def dep_command(
 @task.command("claim")
 @click.argument("task_id", required=False)
 @click.option("--skills", help="Comma-separated skills to claim with (default: $JETPACK_SKILLS).")
+@click.option(
+    "--strategy",
+    type=click.Choice(SWARM_STRATEGIES),
+    help="How to pick the task (default: [swarm] strategy in the config; docs/swarm.md).",
+)
+@click.option("--batch", type=click.IntRange(1, 20), default=1, help="Also claim related ready tasks, up to this many.")
 @as_option
 @json_option
 @click.pass_context
 def claim_command(
-    ctx: click.Context, task_id: str | None, skills: str | None, as_name: str | None, as_json: bool
+    ctx: click.Context,
+    task_id: str | None,
+    skills: str | None,
+    strategy: str | None,
+    batch: int,
+    as_name: str | None,
+    as_json: bool,
 ) -> None:
     """Claim TASK_ID, or the next ready task you have the skills for.
 
     \b
     Example:
-      jetpack task claim --as blue-heron --skills python
+      jetpack task claim --as blue-heron --skills python --strategy graph-prioritized
     """
     app = app_of(ctx)
     from jetpack import workloop  # numpy and the memory stack load only here
 
     task, reason, context = workloop.claim_for_agent(
-        app.queue(), app.reservations(), app.mail(), app.memory(), cli_actor(app, as_name, skills), task_id
+        app.queue(),
+        app.reservations(),
+        app.mail(),
+        app.memory(),
+        cli_actor(app, as_name, skills),
+        task_id,
+        strategy=strategy,
+        batch=batch,
     )
     if as_json:
         if task is None:
@@ -310,6 +330,8 @@ def claim_command(
         click.echo(reason)
         sys.exit(3)
     click.echo(f"claimed {task.id}  {task.title}  (lease until {task.lease_expires_at:%H:%M:%SZ})")
+    for other in context.also_claimed:
+        click.echo(f"claimed {other.id}  {other.title}  (same batch)")
     for conflict in context.conflicts:
         click.echo(f"  conflict: {conflict.path} overlaps {conflict.holder}'s {conflict.pattern}")
     for hit in context.memories:

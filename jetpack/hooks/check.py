@@ -153,8 +153,9 @@ def run_check(
         return _finish(report)
     try:
         settings = load_settings(environ, cwd=top)
-        report.project, report.database = str(settings.project_dir), str(settings.db_path)
-        _require_database(settings.db_path)
+        report.project, report.database = str(settings.project_dir), settings.database
+        if settings.db_url is None:  # a server is checked by connecting to it
+            _require_database(settings.db_path)
         report.paths, report.paths_checked, outside = _check_changes(settings, clock, top, committer, changes)
     except _Unavailable as error:
         if committer is None:
@@ -220,7 +221,7 @@ def _check_changes(
     settings: Settings, clock: Clock, top: Path, committer: str | None, changes: list[StagedChange]
 ) -> tuple[list[PathVerdict], int, int]:
     """Per staged path (both names of renames), other agents' reservations covering it."""
-    store = open_store(settings.db_path)
+    store = open_store(settings.db_location, auth_token=settings.db_auth_token)
     try:
         ctx = ReservationContext.for_settings(settings, store, clock)
         now = ctx.now()

@@ -10,6 +10,8 @@ import secrets
 from jetpack.errors import InvalidInput, NotFound
 from jetpack.mail.model import (
     BROADCAST,
+    SUBJECT_MAX,
+    SYSTEM_SENDER,
     TOPIC,
     URGENT_LEVELS,
     Importance,
@@ -64,25 +66,55 @@ def send_mail(ctx: MailContext, sender: Sender, message: NewMessage) -> SentMess
         "recipients": json.dumps(recipients),
         "urgent": int(importance in URGENT_LEVELS),
     }
-    rows = ctx.store.write(
-        [
-            Statement(
-                """INSERT INTO messages(thread_id, sender, sender_kind, subject, body, importance, ack_required,
-                    kind, task_id, topic, reply_to, addressed_to, created_at)
-                VALUES (:thread, :sender, :sender_kind, :subject, :body, :importance, :ack, :kind, :task, :topic,
-                    :reply_to, :to, :now)
-                RETURNING id""",
-                params,
-            ),
-            # Writes are serialised, so the newest message is the one just inserted.
-            Statement(
-                """INSERT INTO deliveries(message_id, recipient, urgent, ack_required)
-                SELECT (SELECT max(id) FROM messages), value, :urgent, :ack FROM json_each(:recipients)""",
-                params,
-            ),
-        ]
-    )
+    rows = ctx.store.write(message_statements(params))
     return SentMessage(id=rows[0][0]["id"], thread_id=thread_id, recipients=recipients)
+
+
+def message_statements(params: dict[str, object], only_if: str = "1") -> list[Statement]:
+    """Store one message and deliver it to each of ``params["recipients"]`` (a JSON list): two
+    statements for a write batch, the first ``RETURNING`` the message id. With ``only_if`` (an SQL
+    condition over the batch's tables, its parameters in ``params``), neither writes unless it holds."""
+    return [
+        Statement(
+            f"""INSERT INTO messages(thread_id, sender, sender_kind, subject, body, importance, ack_required,
+                kind, task_id, topic, reply_to, addressed_to, created_at)
+            SELECT :thread, :sender, :sender_kind, :subject, :body, :importance, :ack, :kind, :task, :topic,
+                :reply_to, :to, :now
+            WHERE {only_if}
+            RETURNING id""",
+            params,
+        ),
+        # Writes are serialised, so the newest message is the one just inserted.
+        Statement(
+            f"""INSERT INTO deliveries(message_id, recipient, urgent, ack_required)
+            SELECT (SELECT max(id) FROM messages), r.value, :urgent, :ack FROM json_each(:recipients) AS r
+            WHERE {only_if}""",
+            params,
+        ),
+    ]
+
+
+def system_message_params(
+    *, thread_id: str, task_id: str | None, subject: str, body: str, kind: str, recipients: list[str], now: int
+) -> dict[str, object]:
+    """The parameters of :func:`message_statements` for a message from Jetpack itself."""
+    return {
+        "thread": thread_id,
+        "sender": SYSTEM_SENDER.name,
+        "sender_kind": SYSTEM_SENDER.kind.value,
+        "subject": subject[:SUBJECT_MAX],
+        "body": body,
+        "importance": Importance.NORMAL.value,
+        "ack": 0,
+        "kind": kind,
+        "task": task_id,
+        "topic": None,
+        "reply_to": None,
+        "to": json.dumps(recipients),
+        "now": now,
+        "recipients": json.dumps(recipients),
+        "urgent": 0,
+    }
 
 
 def _original(ctx: MailContext, message_id: int) -> Row:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,8 @@ class MemoryContext:
     settings: MemorySettings = field(default_factory=MemorySettings)
     clock: Clock = field(default_factory=SystemClock)
     index: VectorIndex | None = None
+    # Called after an outcome joins the backlog; a server's BacklogWorker sets it (poke). None: drain at once.
+    on_outcome: Callable[[], None] | None = None
     _recent: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
     _recent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

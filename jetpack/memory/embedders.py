@@ -219,6 +219,8 @@ class OnnxEmbedder(_LazyEmbedder[_OnnxModel]):
         options = ort.SessionOptions()
         options.intra_op_num_threads = _thread_count()
         options.inter_op_num_threads = 1
+        # No busy-waiting between runs: the CPUs belong to the agents and the requests being served.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: the server's stderr is for people

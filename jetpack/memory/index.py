@@ -4,10 +4,11 @@
   memory, partitioned by layer. A search takes the nearest codes (Hamming distance) per layer as
   candidates; the caller re-scores them exactly against the float vectors in ``memories``. On real
   MiniLM vectors, 100 bit candidates re-scored give ~0.98 recall@10 for a tenth of a float scan.
-* ``ScanIndex``: every memory of the requested layers is a candidate (exact; for engines without
-  sqlite-vec, and small stores).
+* ``LibSQLVectorIndex`` (libSQL server): the server ranks the float vectors itself with
+  ``vector_distance_cos`` (exact; the query travels as an F32 blob), so only ids cross the network.
+* ``ScanIndex``: every memory of the requested layers is a candidate (exact; for engines with
+  neither, and small stores).
 
-The libSQL server adapter (issue 5) adds one that asks ``vector_distance_cos`` on F32 blobs.
 The ``memories`` table is the truth: ``rebuild`` recreates an index from it.
 """
 
@@ -107,6 +108,34 @@ class SqliteVecIndex:
                 progress(done, total)
 
 
+class LibSQLVectorIndex:
+    name = "libSQL vector_distance_cos (exact)"
+
+    def __init__(self, store: DataLayer) -> None:
+        self.store = store
+
+    def insert_newest(self, layer: Layer, vector: np.ndarray) -> list[Statement]:
+        return []  # ranks memories.embedding directly
+
+    def delete(self, ids_json_param: str) -> list[Statement]:
+        return []
+
+    def candidates(self, vector: np.ndarray, layers: Sequence[Layer], limit: int) -> list[int]:
+        rows = self.store.query(
+            "SELECT id FROM memories WHERE layer IN (SELECT value FROM json_each(:layers)) "
+            "ORDER BY vector_distance_cos(embedding, vector32(:q)) LIMIT :k",
+            {
+                "layers": json.dumps([layer.value for layer in layers]),
+                "q": vector.astype(np.float32).tobytes(),
+                "k": limit,
+            },
+        )
+        return [r["id"] for r in rows]
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        return int(self.store.query("SELECT count(*) AS n FROM memories")[0]["n"])
+
+
 class ScanIndex:
     name = "full scan (exact)"
 
@@ -132,6 +161,9 @@ class ScanIndex:
 
 def index_for(store: DataLayer) -> VectorIndex:
     """The best index this database offers."""
-    if store.query("SELECT 1 FROM sqlite_master WHERE name = 'memories_vec'"):
+    vectors = store.features().vectors
+    if vectors == "sqlite-vec":
         return SqliteVecIndex(store)
+    if vectors == "libsql":
+        return LibSQLVectorIndex(store)
     return ScanIndex(store)

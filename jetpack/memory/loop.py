@@ -56,22 +56,25 @@ def check_learnings(learnings: Sequence[str] | None) -> list[str]:
     return items
 
 
+def outcome_text(agent: str, task: Task, summary: str, *, failed: bool) -> str:
+    verb = "failed" if failed else "completed"
+    text = f"Task {task.id} “{task.title}” {verb} by {agent}: {summary.strip() or 'no summary given'}"
+    if task.files_touched:
+        text += f" Files: {', '.join(task.files_touched[:20])}."
+    return text[:CONTENT_MAX]
+
+
 def remember_outcome(
     ctx: MemoryContext, agent: str, task: Task, summary: str, learnings: Sequence[str], *, failed: bool = False
 ) -> list[int]:
     """Keep an episodic memory of how a task ended (linked to it) and each learning; feed procedural
     learning and the confidence of the procedures the agent was given."""
-    verb = "failed" if failed else "completed"
-    text = f"Task {task.id} “{task.title}” {verb} by {agent}: {summary.strip() or 'no summary given'}"
-    if task.files_touched:
-        text += f" Files: {', '.join(task.files_touched[:20])}."
+    text = outcome_text(agent, task, summary, failed=failed)
     tags = [FAILURE_TAG if failed else OUTCOME_TAG, *task.labels[:5]]
     outcome = remember(
         ctx,
         agent,
-        NewMemory(
-            content=text[:CONTENT_MAX], layer=Layer.EPISODIC, tags=tags, task_id=task.id, importance=0.6, source="task"
-        ),
+        NewMemory(content=text, layer=Layer.EPISODIC, tags=tags, task_id=task.id, importance=0.6, source="task"),
     )
     ids = [outcome.id]
     for learning in learnings:

@@ -30,6 +30,7 @@ from jetpack.memory.context import MemoryContext
 from jetpack.memory.model import Layer, MemoryHit, snippet
 from jetpack.memory.writing import vector_of
 from jetpack.store import Row, Statement
+from jetpack.store.word_scan import whole_words, words_found_sql
 
 QUERY_MAX = 2_000
 K_MAX = 50
@@ -37,6 +38,7 @@ WORD_BOOST = 0.08
 IDENTIFIER_BOOST = 0.35
 FTS_CANDIDATES = 50
 FTS_MATCH_BUDGET = 2_000  # memories the full-text query may match (and bm25 sort) at most
+SCAN_CANDIDATES = 500  # without FTS5: memories holding the most query words, re-ranked by whole words
 FILTERED_EXACT_LIMIT = 5_000  # a filter (task, tags) this narrow is scored exactly, without the index
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -138,10 +140,12 @@ def _filtered_ids(ctx: MemoryContext, task_id: str | None, tags: Sequence[str] |
 
 
 def _keyword_ranks(ctx: MemoryContext, query: str, narrowed: set[int] | None) -> dict[int, int]:
-    """Full-text matches (any of the query's selective words, best first) → their rank; {} without FTS5."""
+    """Full-text matches (any of the query's selective words, best first) → their rank (a scan without FTS5)."""
     words = list(dict.fromkeys(_WORD.findall(query)))[:32]
-    if not words or not ctx.store.query("SELECT 1 FROM sqlite_master WHERE name = 'memories_fts'"):
+    if not words:
         return {}
+    if not ctx.store.query("SELECT 1 FROM sqlite_master WHERE name = 'memories_fts'"):
+        return _scanned_ranks(ctx, words, narrowed)
     words = _selective(ctx, words)
     if not words:
         return {}
@@ -152,6 +156,23 @@ def _keyword_ranks(ctx: MemoryContext, query: str, narrowed: set[int] | None) ->
     )
     ids = [r["id"] for r in rows if narrowed is None or r["id"] in narrowed]
     return {memory_id: rank for rank, memory_id in enumerate(ids)}
+
+
+def _scanned_ranks(ctx: MemoryContext, words: list[str], narrowed: set[int] | None) -> dict[int, int]:
+    """Without FTS5 (``tursodb``): memories holding the most of the words (as substrings, newest
+    first among equals) are re-ranked by whole words, fewer other words first (as bm25 prefers)."""
+    found, params = words_found_sql(["content"], words)
+    rows = ctx.store.query(
+        f"SELECT id, content FROM memories WHERE {found} > 0 ORDER BY {found} DESC, id DESC LIMIT :n",
+        {**params, "n": SCAN_CANDIDATES},
+    )
+    scored = [
+        (-whole_words(r["content"], words), len(r["content"]), -r["id"], r["id"])
+        for r in rows
+        if narrowed is None or r["id"] in narrowed
+    ]
+    ranked = [memory_id for matched, _, _, memory_id in sorted(scored) if matched < 0][:FTS_CANDIDATES]
+    return {memory_id: rank for rank, memory_id in enumerate(ranked)}
 
 
 def _selective(ctx: MemoryContext, words: list[str]) -> list[str]:

@@ -49,7 +49,7 @@ def remember(ctx: MemoryContext, agent: str | None, memory: NewMemory) -> Rememb
     )
     if same:
         return _merge(ctx, same[0]["id"], memory, expires)
-    vector = ctx.embed_one(memory.content)
+    vector = ctx.embed_recent([memory.content])[0]  # a backlog drain embedded its batch already
     twin = _nearest_in_layer(ctx, vector, memory.layer, now)
     if twin is not None and twin[1] >= ctx.settings.duplicate_threshold:
         return _merge(ctx, twin[0], memory, expires)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from jetpack.agents import (
     generate_name,
     parse_skills,
 )
-from jetpack.errors import Conflict
+from jetpack.errors import Conflict, NotPermitted
 from jetpack.mail import MailContext
 from jetpack.memory.context import MemoryContext
 from jetpack.reservations.service import ReservationContext
@@ -64,8 +66,12 @@ class AgentSession:
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     client_name: str | None = None
     client_session_id: str | None = None
+    # Raises when this session may not act as a name (HTTP: the connection's token decides).
+    authorize_name: Callable[[str], None] | None = None
     _actor: Actor | None = None
     _last_touch_ms: int = 0
+    # Over HTTP, calls of one session may run at once on worker threads.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.client_session_id = self.client_session_id or self.defaults.client_session_id
@@ -73,8 +79,10 @@ class AgentSession:
     @property
     def touch_interval_ms(self) -> int:
         lease = self.queue.settings.lease_seconds
-        stale = self.registry.settings.stale_seconds
-        return int(min(5.0, lease / 4, stale / 4) * 1000)
+        # Well inside every silence threshold: losing the name, a stalled task, death.
+        agents = self.registry.settings
+        quiet = min(agents.stale_seconds, agents.stalled_seconds, agents.dead_seconds)
+        return int(min(5.0, lease / 4, quiet / 4) * 1000)
 
     def observe_client(self, client_name: str | None, meta: Any) -> None:
         """Remember what the client tells about itself (Codex sends its session id in every call's _meta)."""
@@ -92,6 +100,10 @@ class AgentSession:
 
     def actor(self) -> Actor:
         """The acting agent: registered on first use, heartbeat (throttled) on every call."""
+        with self._lock:
+            return self._current_actor()
+
+    def _current_actor(self) -> Actor:
         if self._actor is None:
             return self._register_default()
         now = self.queue.now()
@@ -108,6 +120,10 @@ class AgentSession:
 
     def register(self, name: str | None, skills: list[str] | None) -> AgentRecord:
         """Explicit registration (the register_agent tool): set this session's name and skills."""
+        with self._lock:
+            return self._register(name, skills)
+
+    def _register(self, name: str | None, skills: list[str] | None) -> AgentRecord:
         current = self._actor
         wanted_skills = (
             parse_skills(skills)
@@ -117,6 +133,8 @@ class AgentSession:
         if name is None:
             if current is not None:
                 return self._bind(current.name, wanted_skills)
+            if self.defaults.name:
+                return self._bind(self.defaults.name, wanted_skills)
             return self._register_generated(wanted_skills)
         record = self._bind(check_agent_name(name), wanted_skills)
         if current is not None and current.name != record.name:
@@ -143,11 +161,13 @@ class AgentSession:
         for _ in range(_GENERATED_NAME_TRIES):
             try:
                 return self._bind(generate_name(), skills)
-            except Conflict:
+            except (Conflict, NotPermitted):  # held by a live session, or reserved for a token
                 continue
         return self._bind(f"{generate_name()}-{uuid.uuid4().hex[:4]}", skills)
 
     def _bind(self, name: str, skills: list[str]) -> AgentRecord:
+        if self.authorize_name is not None:
+            self.authorize_name(name)
         info = SessionInfo.for_this_process(self.session_id, self.client_session_id)
         info = SessionInfo(info.session_id, self.client_name, info.client_session_id, info.pid, info.host)
         record = self.registry.register(name, skills, info)

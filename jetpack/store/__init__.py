@@ -1,9 +1,10 @@
-"""The DataLayer: durable storage behind every service (embedded SQLite by default)."""
+"""The DataLayer: durable storage behind every service (embedded SQLite by default, or a libSQL server)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from jetpack.store.libsql import LibSQLDataLayer, is_remote_url
 from jetpack.store.migrations import migrate
 from jetpack.store.port import (
     ConstraintViolation,
@@ -13,6 +14,8 @@ from jetpack.store.port import (
     Statement,
     StoreBusy,
     StoreError,
+    StoreFeatures,
+    StoreUnreachable,
     expect,
 )
 from jetpack.store.sqlite import SQLiteDataLayer
@@ -21,18 +24,34 @@ __all__ = [
     "ConstraintViolation",
     "DataLayer",
     "GuardFailed",
+    "LibSQLDataLayer",
     "Row",
     "SQLiteDataLayer",
     "Statement",
     "StoreBusy",
     "StoreError",
+    "StoreFeatures",
+    "StoreUnreachable",
     "expect",
+    "is_remote_url",
     "open_store",
 ]
 
 
-def open_store(path: str | Path) -> DataLayer:
-    """Open (creating if needed) the embedded database at ``path`` and bring its schema up to date."""
-    store = SQLiteDataLayer(path)
-    migrate(store)
+def open_store(location: str | Path, *, auth_token: str | None = None) -> DataLayer:
+    """Open the database at ``location`` and bring its schema up to date.
+
+    A ``libsql://``, ``https://`` or ``http://`` URL selects the libSQL server adapter (with
+    ``auth_token`` as its bearer token); anything else is a file for the embedded adapter,
+    created if needed."""
+    store: DataLayer
+    if isinstance(location, str) and is_remote_url(location):
+        store = LibSQLDataLayer(location, auth_token)
+    else:
+        store = SQLiteDataLayer(location)
+    try:
+        migrate(store)
+    except BaseException:
+        store.close()
+        raise
     return store

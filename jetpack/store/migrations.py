@@ -3,6 +3,8 @@
 Files are ``migrations/NNNN_name.sql``. Each runs as one atomic write batch together with
 its ``schema_migrations`` row, so a crash never leaves half a migration, and two processes
 starting at once cannot both apply it (the loser's batch fails and it re-reads the version).
+A migration marked ``-- requires: fts5`` (or ``vec``) builds an optional index: engines without
+the feature record it as skipped, and the services fall back to what every engine has.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from importlib import resources
 
 import sqlean
 
-from jetpack.store.port import DataLayer, Statement, StoreError
+from jetpack.store.port import DataLayer, Statement, StoreBusy, StoreError, StoreUnreachable
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -39,6 +41,8 @@ _FEATURE_PROBES = {
 def engine_supports(store: DataLayer, feature: str) -> bool:
     try:
         store.write([Statement(sql) for sql in _FEATURE_PROBES[feature]])
+    except (StoreBusy, StoreUnreachable):
+        raise  # not an answer about the engine
     except StoreError:
         return False
     return True
@@ -96,11 +100,15 @@ def migrate(store: DataLayer) -> list[int]:
     for migration in pending:
         if store.schema_version() >= migration.version:
             continue
-        batch = [Statement(sql) for sql in migration.statements]
+        missing = sorted(f for f in migration.requires if not engine_supports(store, f))
+        # A migration the engine cannot run (an optional index) is recorded as skipped: the
+        # services check for what it would have created and fall back (e.g. search scans).
+        name = f"{migration.name} (skipped: no {', '.join(missing)})" if missing else migration.name
+        batch = [] if missing else [Statement(sql) for sql in migration.statements]
         batch.append(
             Statement(
                 "INSERT INTO schema_migrations(version, name, applied_at) VALUES (:v, :n, :at)",
-                {"v": migration.version, "n": migration.name, "at": int(time.time() * 1000)},
+                {"v": migration.version, "n": name, "at": int(time.time() * 1000)},
             )
         )
         try:

@@ -43,7 +43,10 @@ class StoreError(Exception):
 
 
 class ConstraintViolation(StoreError):
-    """A statement in a write batch broke a UNIQUE/CHECK/NOT NULL constraint; nothing was written."""
+    """A statement in a write batch broke a UNIQUE/CHECK/NOT NULL constraint; nothing was written.
+
+    ``statement_index`` is the statement's position in the batch, or the batch's length when a
+    deferred foreign key failed at COMMIT."""
 
     def __init__(self, message: str, statement_index: int) -> None:
         super().__init__(message)
@@ -56,6 +59,34 @@ class GuardFailed(ConstraintViolation):
 
 class StoreBusy(StoreError):
     """The database stayed locked by other writers past the retry budget."""
+
+
+class StoreUnreachable(StoreError):
+    """The database server could not be reached (refused, timed out, connection lost).
+
+    The message starts "DataLayer unreachable" and says whether a write may have been applied:
+    a write is never retried once its request may have reached the server.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFeatures:
+    """What a database offers beyond the SQL every engine shares: for health checks, and for
+    the services that pick a search strategy."""
+
+    kind: str  # "sqlite" (embedded file) or "libsql" (a libSQL/Turso server over HTTP)
+    engine: str  # e.g. "SQLite 3.50.4"
+    full_text: bool  # the FTS5 indexes over mail and memories exist; without them search scans
+    vectors: str  # nearest memories by "sqlite-vec", "libsql" (vector_distance_cos) or "scan"
+
+    def summary(self) -> dict[str, str]:
+        """For /healthz: plain words, never the location."""
+        return {
+            "kind": self.kind,
+            "engine": self.engine,
+            "full_text_search": "fts5" if self.full_text else "scan (no FTS5 index in this database)",
+            "vector_search": self.vectors,
+        }
 
 
 class DataLayer(Protocol):
@@ -77,12 +108,16 @@ class DataLayer(Protocol):
     def write(self, statements: Sequence[Statement]) -> list[list[Row]]:
         """Run statements as one atomic transaction; return each statement's rows.
 
-        Raises ConstraintViolation/GuardFailed (nothing written) or StoreBusy.
+        Raises ConstraintViolation/GuardFailed (nothing written), StoreBusy, or StoreUnreachable.
         """
         ...
 
     def schema_version(self) -> int:
         """The highest migration version applied to this database."""
+        ...
+
+    def features(self) -> StoreFeatures:
+        """What this database offers (full-text indexes, vector search) and which engine it is."""
         ...
 
     def close(self) -> None:

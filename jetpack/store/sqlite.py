@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import sqlean
 
+from jetpack.store.features import detect_features
 from jetpack.store.port import (
     ConstraintViolation,
     GuardFailed,
@@ -32,6 +33,7 @@ from jetpack.store.port import (
     Statement,
     StoreBusy,
     StoreError,
+    StoreFeatures,
 )
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,8 @@ def _is_busy(error: Exception) -> bool:
 
 class SQLiteDataLayer:
     """A file-backed DataLayer. Safe to share between threads; each thread gets a connection."""
+
+    kind = "sqlite"
 
     def __init__(
         self, path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, retry_seconds: float = 30.0
@@ -224,7 +228,10 @@ class SQLiteDataLayer:
                     if "write_guard" in message:
                         raise GuardFailed(message, index) from error
                     raise ConstraintViolation(message, index) from error
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlean.IntegrityError as error:  # deferred foreign keys are checked at COMMIT
+                raise ConstraintViolation(str(error), len(statements)) from error
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -259,6 +266,10 @@ class SQLiteDataLayer:
         if not rows:
             return 0
         return int(self.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")[0]["v"])
+
+    def features(self) -> StoreFeatures:
+        version = self.query("SELECT sqlite_version() AS v")[0]["v"]
+        return detect_features(self, kind=self.kind, engine=f"SQLite {version}", vector_functions=False)
 
     def close(self) -> None:
         self._stop.set()

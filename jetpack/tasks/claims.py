@@ -21,10 +21,34 @@ from jetpack.tasks.context import QueueContext
 from jetpack.tasks.ids import ancestors_of, check_task_id
 from jetpack.tasks.model import NOTE_MAX, TEXT_MAX, Task, TaskState
 from jetpack.tasks.rows import task_from_row, waiting_on
-from jetpack.tasks.sql import READY_T, after_state_change, expire_leases
+from jetpack.tasks.sql import (
+    READY_T,
+    RETRIED_AT,
+    RETRIED_STATE,
+    RetryPolicy,
+    after_state_change,
+    sweep_statements,
+)
 
 # A ready task is claimable by an agent holding every skill it requires (case-insensitive).
-SKILLS_OK = "NOT EXISTS (SELECT 1 FROM json_each(t.skills) WHERE value NOT IN (SELECT value FROM json_each(:skills)))"
+# The aliases matter: tursodb 0.6 resolves an unqualified `value` in a json_each nested in another
+# unaliased json_each to the outer one.
+SKILLS_OK = (
+    "NOT EXISTS (SELECT 1 FROM json_each(t.skills) AS needed "
+    "WHERE needed.value NOT IN (SELECT held.value FROM json_each(:skills) AS held))"
+)
+
+# A ready task held for another agent (pre-assigned by a push strategy, jetpack/swarm/holds.py) is
+# theirs until the hold lapses; a claimer's own live hold is taken before anything else.
+NOT_HELD = (
+    "NOT EXISTS (SELECT 1 FROM task_holds h WHERE h.task_id = t.id AND h.agent != :actor AND h.expires_at > :now)"
+)
+_OWN_HOLD = f"""SELECT t.id FROM task_holds h JOIN tasks t ON t.id = h.task_id
+    WHERE h.agent = :actor AND h.expires_at > :now AND t.state = 'ready' AND {SKILLS_OK}
+    ORDER BY h.expires_at, t.id LIMIT 1"""
+
+# The queue order: what first-fit (and claim_task without a strategy) hands out first.
+QUEUE_ORDER = "t.priority, t.created_at, t.id"
 
 _CLAIM_SET = """state = 'claimed', assignee = :actor, lease_expires_at = :lease, claimed_at = :now,
     change_kind = 'claimed', changed_by = :actor, change_note = NULL, updated_at = :now"""
@@ -41,33 +65,82 @@ class FailMode(StrEnum):
     RELEASE = "release"  # hand the task back without counting an attempt
 
 
-def claim_statements(actor: Actor, task_id: str | None, now: int, lease_ms: int) -> list[Statement]:
-    """The claim batch: sweep lapsed leases, then claim one ready task (``RETURNING`` it)."""
+def claim_statements(
+    actor: Actor,
+    task_id: str | None,
+    now: int,
+    lease_ms: int,
+    retry: RetryPolicy | None = None,
+    *,
+    ranked: Sequence[str] | None = None,
+    order: str = QUEUE_ORDER,
+) -> list[Statement]:
+    """The claim batch: sweep lapsed leases and finished retry waits, then claim one ready task
+    (the last statement, ``RETURNING`` it): the claimer's own held task if it has one, else the
+    first of ``ranked`` (a strategy's candidates, best first) still ready, or without ``ranked``
+    the first ready task in ``order`` (an ORDER BY over ``t``)."""
     params = {"actor": actor.name, "skills": json.dumps(sorted(actor.skills)), "lease": now + lease_ms, "now": now}
     if task_id is None:
+        if ranked is None:
+            pick = f"""SELECT t.id FROM tasks t WHERE t.state = 'ready' AND {SKILLS_OK} AND {NOT_HELD}
+                ORDER BY {order} LIMIT 1"""
+        else:
+            pick = f"""SELECT t.id FROM json_each(:ranked) AS r JOIN tasks t ON t.id = r.value
+                WHERE t.state = 'ready' AND {SKILLS_OK} AND {NOT_HELD} ORDER BY r.key LIMIT 1"""
+            params["ranked"] = json.dumps(list(ranked))
         claim = Statement(
             f"""UPDATE tasks SET {_CLAIM_SET}
-            WHERE id = (SELECT t.id FROM tasks t WHERE t.state = 'ready' AND {SKILLS_OK}
-                        ORDER BY t.priority, t.created_at, t.id LIMIT 1)
-              AND state = 'ready'
+            WHERE id = coalesce(({_OWN_HOLD}), ({pick})) AND state = 'ready'
             RETURNING *""",
             params,
         )
     else:
         claim = Statement(
             f"""UPDATE tasks AS t SET {_CLAIM_SET}
-            WHERE t.id = :id AND t.state = 'ready' AND {SKILLS_OK}
+            WHERE t.id = :id AND t.state = 'ready' AND {SKILLS_OK} AND {NOT_HELD}
             RETURNING *""",
             {**params, "id": task_id},
         )
-    return [expire_leases(now), claim]
+    return [*sweep_statements(now, retry), claim]
 
 
-def claim_task(ctx: QueueContext, actor: Actor, task_id: str | None = None) -> ClaimOutcome:
+def claim_also_statement(actor: Actor, anchor: str, task_ids: Sequence[str], now: int, lease_ms: int) -> Statement:
+    """Claim these ready tasks too (a batch claim), in the transaction of the claim of ``anchor``
+    stamped ``now``, and only if that claim succeeded."""
+    return Statement(
+        f"""UPDATE tasks AS t SET {_CLAIM_SET}
+        WHERE t.id IN (SELECT value FROM json_each(:ids)) AND t.state = 'ready' AND {SKILLS_OK} AND {NOT_HELD}
+          AND EXISTS (SELECT 1 FROM tasks a WHERE a.id = :anchor AND a.state = 'claimed'
+                      AND a.assignee = :actor AND a.claimed_at = :now)
+        RETURNING *""",
+        {
+            "ids": json.dumps(list(task_ids)),
+            "anchor": anchor,
+            "actor": actor.name,
+            "skills": json.dumps(sorted(actor.skills)),
+            "lease": now + lease_ms,
+            "now": now,
+        },
+    )
+
+
+def claim_task(
+    ctx: QueueContext,
+    actor: Actor,
+    task_id: str | None = None,
+    *,
+    ranked: Sequence[str] | None = None,
+    order: str = QUEUE_ORDER,
+) -> ClaimOutcome:
+    """Claim ``task_id``, or the next ready task: see :func:`claim_statements` (jetpack/swarm/strategies.py
+    picks ``ranked`` or ``order`` for a claim strategy)."""
     if task_id is not None:
         check_task_id(task_id)
     now = ctx.now()
-    rows = ctx.store.write(claim_statements(actor, task_id, now, ctx.lease_ms()))[1]
+    statements = claim_statements(
+        actor, task_id, now, ctx.lease_ms(), RetryPolicy.of(ctx.settings), ranked=ranked, order=order
+    )
+    rows = ctx.store.write(statements)[-1]
     if rows:
         return ClaimOutcome(task=task_from_row(rows[0]))
     if task_id is None:
@@ -105,9 +178,9 @@ def renew_leases(ctx: QueueContext, actor: Actor) -> int:
 
 
 def release_expired_leases(ctx: QueueContext) -> list[Row]:
-    """Return lapsed claims to the queue (attempts + 1; failed once attempts are used up)."""
-    sweep = expire_leases(ctx.now())
-    return ctx.store.execute(sweep.sql, sweep.params)
+    """Return lapsed claims to the queue (attempts + 1, after a retry wait; failed once attempts are
+    used up), and make ready the tasks whose retry wait is over. Returns the lapsed claims."""
+    return ctx.store.write(sweep_statements(ctx.now(), RetryPolicy.of(ctx.settings)))[0]
 
 
 def complete_statements(
@@ -170,16 +243,15 @@ def fail_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str, mode: 
     if len(reason) > NOTE_MAX:
         raise InvalidInput(f"reason is {len(reason)} characters; keep it under {NOTE_MAX}")
     now = ctx.now()
-    requeue = f"CASE WHEN {READY_T} THEN 'ready' ELSE 'open' END"
+    retry_at = "NULL"
     if mode is FailMode.RELEASE:
-        state, attempts, kind = requeue, "attempts", "released"
+        state, attempts, kind = f"CASE WHEN {READY_T} THEN 'ready' ELSE 'open' END", "attempts", "released"
     elif mode is FailMode.GIVE_UP:
         state, attempts, kind = "'failed'", "attempts + 1", "failed"
     else:
-        state = f"CASE WHEN attempts + 1 >= max_attempts THEN 'failed' ELSE {requeue} END"
-        attempts, kind = "attempts + 1", "attempt_failed"
+        state, attempts, kind, retry_at = RETRIED_STATE, "attempts + 1", "attempt_failed", RETRIED_AT
     rows = ctx.store.execute(
-        f"""UPDATE tasks AS t SET state = {state}, attempts = {attempts},
+        f"""UPDATE tasks AS t SET state = {state}, attempts = {attempts}, retry_at = {retry_at},
             closed_at = CASE WHEN ({state}) = 'failed' THEN :now ELSE NULL END,
             assignee = CASE WHEN ({state}) = 'failed' THEN assignee ELSE NULL END,
             lease_expires_at = NULL, change_kind = :kind, changed_by = :actor, change_note = :reason,
@@ -194,6 +266,7 @@ def fail_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str, mode: 
             "reason": reason,
             "kind": kind,
             "now": now,
+            **RetryPolicy.of(ctx.settings).params(),
         },
     )
     if rows:
@@ -215,6 +288,11 @@ def _not_holder(ctx: QueueContext, actor: Actor, row: Row, verb: str) -> Excepti
     if state == TaskState.OPEN:
         if ctx.store.query("SELECT 1 FROM tasks WHERE parent_id = :id AND state != 'cancelled'", {"id": task_id}):
             return Conflict(f"{task_id} is a parent task; it is done when all its subtasks are done")
+        if row["retry_at"] is not None and row["retry_at"] > ctx.now():
+            return Conflict(
+                f"{task_id} failed attempt {row['attempts']} of {row['max_attempts']} and waits until "
+                f"{format_ms(row['retry_at'])} before it is retried; call claim_task without task_id to get other work"
+            )
         return Conflict(f"{task_id} is not claimable yet: {_waiting_text(ctx, task_id)}")
     return Conflict(f"{task_id} is {state}; nothing to {verb}. Call claim_task to get other work")
 
@@ -234,6 +312,11 @@ def _claim_refusal(ctx: QueueContext, actor: Actor, row: Row) -> Exception:
         return Conflict(
             f"{task_id} is claimed by {row['assignee']} until {format_ms(row['lease_expires_at'])}; "
             "call claim_task without task_id to get another"
+        )
+    if state == TaskState.READY and (hold := _held_for_another(ctx, actor, task_id)) is not None:
+        return Conflict(
+            f"{task_id} is held for {hold['agent']} until {format_ms(hold['expires_at'])} (the {hold['strategy']} "
+            "strategy assigned it); call claim_task without task_id to get another"
         )
     if state == TaskState.READY:
         needed = set(json.loads(row["skills"])) - actor.skills
@@ -258,6 +341,15 @@ def _claim_refusal(ctx: QueueContext, actor: Actor, row: Row) -> Exception:
     return _not_holder(ctx, actor, row, "claim")
 
 
+def _held_for_another(ctx: QueueContext, actor: Actor, task_id: str) -> Row | None:
+    rows = ctx.store.query(
+        "SELECT agent, strategy, expires_at FROM task_holds WHERE task_id = :id AND agent != :actor "
+        "AND expires_at > :now",
+        {"id": task_id, "actor": actor.name, "now": ctx.now()},
+    )
+    return rows[0] if rows else None
+
+
 def _why_nothing_ready(ctx: QueueContext, actor: Actor) -> str:
     counts = {
         r["state"]: r["n"]
@@ -266,14 +358,27 @@ def _why_nothing_ready(ctx: QueueContext, actor: Actor) -> str:
             "'blocked') GROUP BY state"
         )
     }
+    retrying = ctx.store.query(
+        "SELECT count(*) AS n FROM tasks WHERE retry_at > :now AND state = 'open'", {"now": ctx.now()}
+    )[0]["n"]
+    counts["open"] = counts.get("open", 0) - retrying
     parts = []
-    if counts.get("ready"):
-        parts.append(f"{counts['ready']} ready task(s) need skills {actor.name} lacks")
+    held_for_others = ctx.store.query(
+        "SELECT count(*) AS n FROM task_holds h JOIN tasks t ON t.id = h.task_id "
+        "WHERE t.state = 'ready' AND h.agent != :actor AND h.expires_at > :now",
+        {"actor": actor.name, "now": ctx.now()},
+    )[0]["n"]
+    if held_for_others:
+        parts.append(f"{held_for_others} ready task(s) held for other agents for a few seconds")
+    if counts.get("ready", 0) > held_for_others:
+        parts.append(f"{counts['ready'] - held_for_others} ready task(s) need skills {actor.name} lacks")
     held = counts.get("claimed", 0) + counts.get("in_progress", 0)
     if held:
         parts.append(f"{held} claimed by agents")
     if counts.get("open"):
         parts.append(f"{counts['open']} waiting on dependencies or subtasks")
+    if retrying:
+        parts.append(f"{retrying} waiting to be retried after a failed attempt")
     if counts.get("blocked"):
         parts.append(f"{counts['blocked']} blocked")
     if not parts:

@@ -1,4 +1,4 @@
-"""What every task service function needs: the store, the clock and the task settings."""
+"""What every task service function needs: the store, the clock, the task and swarm settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from jetpack.clock import Clock, SystemClock
-from jetpack.config import TaskSettings
+from jetpack.config import SwarmSettings, TaskSettings
 from jetpack.errors import NotFound
 from jetpack.store import DataLayer, Row
 from jetpack.tasks.ids import check_task_id
@@ -18,6 +18,7 @@ class QueueContext:
     store: DataLayer
     settings: TaskSettings = field(default_factory=TaskSettings)
     clock: Clock = field(default_factory=SystemClock)
+    swarm: SwarmSettings = field(default_factory=SwarmSettings)  # the claim strategy (jetpack/swarm)
 
     def now(self) -> int:
         return self.clock.now_ms()

@@ -14,7 +14,7 @@ from jetpack.tasks.graph import Overlay, describe_cycle, find_cycle, graph_uncha
 from jetpack.tasks.ids import ancestors_of, check_task_id
 from jetpack.tasks.model import NOTE_MAX, Task, TaskState
 from jetpack.tasks.rows import task_from_row
-from jetpack.tasks.sql import READY_T, after_state_change, refresh_readiness
+from jetpack.tasks.sql import READY_T, after_state_change, ready_condition, refresh_readiness
 
 
 class StatusChange(StrEnum):
@@ -216,8 +216,8 @@ def reopen_task(ctx: QueueContext, actor: Actor, task_id: str, reason: str | Non
                     unchanged,
                     *rejoin,
                     Statement(
-                        f"""UPDATE tasks AS t SET state = CASE WHEN {READY_T} THEN 'ready' ELSE 'open' END,
-                            attempts = 0, closed_at = NULL, assignee = NULL, lease_expires_at = NULL,
+                        f"""UPDATE tasks AS t SET state = CASE WHEN {_READY_AFRESH} THEN 'ready' ELSE 'open' END,
+                            attempts = 0, retry_at = NULL, closed_at = NULL, assignee = NULL, lease_expires_at = NULL,
                             change_kind = 'reopened', changed_by = :actor, change_note = :note, updated_at = :now
                         WHERE t.id = :id
                         RETURNING *""",
@@ -243,6 +243,8 @@ def _check_reopenable(ctx: QueueContext, row: Row) -> None:
 
 
 _ATTEMPTS = 5
+# A reopened task starts its attempts afresh: no retry wait holds it back.
+_READY_AFRESH = ready_condition("t.id")
 
 
 def _rejoin_parent(ctx: QueueContext, actor: Actor, row: Row, now: int) -> list[Statement]:

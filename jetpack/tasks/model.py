@@ -141,6 +141,7 @@ class Task(BaseModel):
     lease_expires_at: datetime | None = None
     attempts: int = 0
     max_attempts: int
+    retry_at: datetime | None = None  # after a failed attempt: not ready again before this time
     blocked_reason: str | None = None
     progress_note: str | None = None
     result_summary: str | None = None
@@ -182,6 +183,16 @@ class TaskEvent(BaseModel):
     note: str | None = None
 
 
+class AttemptError(BaseModel):
+    """How a counted attempt ended: failed by its holder, its lease lapsed, or its holder died or stalled."""
+
+    attempt: int
+    at: datetime
+    actor: str
+    kind: str
+    error: str | None = None
+
+
 class Progress(BaseModel):
     done: int
     total: int
@@ -198,6 +209,9 @@ class TaskDetail(BaseModel):
     )
     children: list[TaskSummary] = []
     progress: Progress | None = None
+    errors: list[AttemptError] = Field(
+        default=[], description="Every failed attempt since the task was created or reopened, oldest first."
+    )
     recent_events: list[TaskEvent] = []
 
 

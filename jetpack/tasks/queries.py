@@ -14,6 +14,7 @@ from jetpack.store import Row
 from jetpack.tasks.context import QueueContext
 from jetpack.tasks.ids import check_task_id
 from jetpack.tasks.model import (
+    AttemptError,
     DependencyKind,
     DependencyLink,
     Progress,
@@ -25,6 +26,8 @@ from jetpack.tasks.model import (
 from jetpack.tasks.rows import SUMMARY_COLUMNS, summary_from_row, task_from_row, waiting_on
 
 MAX_PAGE = 200
+# The events that end a counted attempt (fail_task retry or give_up, a lapsed lease, recovery).
+ATTEMPT_ENDINGS = "'attempt_failed', 'failed', 'lease_expired', 'recovered'"
 UNFINISHED = [TaskState.OPEN, TaskState.READY, TaskState.CLAIMED, TaskState.IN_PROGRESS, TaskState.BLOCKED]
 
 
@@ -61,6 +64,12 @@ def get_task(ctx: QueueContext, task_id: str, *, events: int = 10) -> TaskDetail
     recent = ctx.store.query(
         "SELECT * FROM events WHERE task_id = :id ORDER BY id DESC LIMIT :n", {"id": task_id, "n": events}
     )
+    failures = ctx.store.query(
+        f"""SELECT at, actor, kind, note FROM events WHERE task_id = :id AND kind IN ({ATTEMPT_ENDINGS})
+          AND id > coalesce((SELECT max(id) FROM events WHERE task_id = :id AND kind = 'reopened'), 0)
+        ORDER BY id LIMIT 100""",
+        {"id": task_id},
+    )
     return TaskDetail(
         task=task_from_row(row),
         depends_on=[link(r) for r in links if r["task_id"] == task_id],
@@ -68,6 +77,10 @@ def get_task(ctx: QueueContext, task_id: str, *, events: int = 10) -> TaskDetail
         waiting_on=[w["id"] for w in waiting_on(ctx.store, task_id)],
         children=[summary_from_row(c) for c in children],
         progress=progress,
+        errors=[
+            AttemptError(attempt=n, at=to_datetime(f["at"]), actor=f["actor"], kind=f["kind"], error=f["note"])
+            for n, f in enumerate(failures, start=1)
+        ],
         recent_events=[event_from_row(e) for e in reversed(recent)],
     )
 

@@ -16,7 +16,7 @@ def task_from_row(row: Row) -> Task:
     data: dict[str, Any] = {k: row[k] for k in Task.model_fields if k in row}
     for key in ("skills", "files", "labels", "metadata", "files_touched"):
         data[key] = json.loads(row[key])
-    for key in ("created_at", "updated_at", "claimed_at", "closed_at", "lease_expires_at"):
+    for key in ("created_at", "updated_at", "claimed_at", "closed_at", "lease_expires_at", "retry_at"):
         data[key] = to_datetime(row[key])
     data["state"] = TaskState(row["state"])
     return Task.model_construct(**data)  # rows were validated on the way in; skip re-validation

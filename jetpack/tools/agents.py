@@ -1,4 +1,4 @@
-"""MCP tools about agent identity."""
+"""MCP tools about agents: identity, and who is alive holding what."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from jetpack.agents import AgentRecord
+from jetpack.agents.health import MAX_AGENTS, AgentList, AgentState, LifecycleContext, list_agents
 from jetpack.mail import subscribe_topics
-from jetpack.tools.common import as_result, session_of, tool_errors
+from jetpack.tools.common import acting, as_result, session_of, tool_errors
 
 
 class AgentView(AgentRecord):
@@ -54,3 +55,23 @@ def register_agent_tools(mcp: MCPServer) -> None:
             **record.model_copy(update={"session_id": record.session_id[:8]}).model_dump(), topics=subscribed
         )
         return as_result(view)
+
+    @mcp.tool(name="list_agents", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    @tool_errors
+    async def list_agents_tool(
+        ctx: Context,
+        state: Annotated[
+            list[AgentState] | None,
+            Field(description="Only agents in these states: active, idle, stale, dead (default: all)."),
+        ] = None,
+        skill: Annotated[str | None, Field(max_length=64, description="Only agents holding this skill.")] = None,
+        holding: Annotated[
+            bool | None, Field(description="true: only agents holding claimed tasks; false: only those holding none.")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=MAX_AGENTS)] = 50,
+    ) -> Annotated[CallToolResult, AgentList]:
+        """Agents with their state (active, idle, stale, dead), seconds since their last heartbeat, skills,
+        and the tasks they hold (lease expiry, time budget, over_budget); `counts` has every agent by state."""
+        session, _ = acting(ctx)
+        lifecycle = LifecycleContext(session.queue, session.registry.settings)
+        return as_result(list_agents(lifecycle, states=state, skill=skill, holding=holding, limit=limit))

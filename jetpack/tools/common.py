@@ -17,7 +17,7 @@ from jetpack.actor import Actor
 from jetpack.errors import JetpackError
 from jetpack.mail import attention_notice
 from jetpack.server.session import AgentSession
-from jetpack.store import StoreBusy
+from jetpack.store import StoreBusy, StoreUnreachable
 from jetpack.tasks.model import compact, describe_validation_error
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,9 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         except StoreBusy as error:
             log.warning("store busy: %s", error)
             raise ToolError(_with_notice(f"{error}. Nothing was changed; call again in a few seconds", ctx)) from None
+        except StoreUnreachable as error:  # the message says whether a write may have been applied
+            log.warning("%s", error)
+            raise ToolError(str(error)) from None  # no mail notice: reading it needs the DataLayer
         notice = mail_notice(ctx)
         if notice and isinstance(result, CallToolResult):
             result.content.append(TextContent(type="text", text=notice))
@@ -87,6 +90,6 @@ def mail_notice(ctx: Any) -> str | None:
 def _with_notice(message: str, ctx: Any) -> str:
     try:
         notice = mail_notice(ctx)
-    except StoreBusy:
+    except (StoreBusy, StoreUnreachable):
         notice = None
     return message if notice is None else f"{message}\n{notice}"

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jetpack import tasks as task_queue
 from jetpack import workloop
 from jetpack.errors import InvalidInput
+from jetpack.swarm.strategies import MAX_BATCH
 from jetpack.tasks.model import NOTE_MAX, TEXT_MAX, NewTask, Task, TaskDetail, TaskState, compact
 from jetpack.tools.common import acting, as_result, tool_errors
 
@@ -113,17 +114,40 @@ def register_task_tools(mcp: MCPServer) -> None:
         task_id: Annotated[
             str | None, Field(max_length=200, description="Omit to get the next best task for you.")
         ] = None,
+        strategy: Annotated[
+            Literal["first-fit", "best-fit", "round-robin", "load-balanced", "graph-prioritized"] | None,
+            Field(description="How to pick when task_id is omitted; default: the swarm's ([swarm] strategy)."),
+        ] = None,
+        batch: Annotated[
+            int,
+            Field(
+                ge=1,
+                le=MAX_BATCH,
+                description="Also claim up to batch-1 related ready tasks (same parent "
+                "or overlapping planned files), atomically; listed in `also_claimed`.",
+            ),
+        ] = 1,
     ) -> Annotated[CallToolResult, ClaimResult]:
-        """Atomically claim a ready task (a lease renewed by each of your calls). Without task_id, claims the
-        highest-priority, oldest ready task whose skills you hold; returns it — with `conflicts` on its planned
-        files, your `unread_mail` and relevant `memories` — or id null and a reason."""
+        """Atomically claim a ready task (a lease renewed by each of your calls). Without task_id, the swarm's
+        strategy picks among the ready tasks whose skills you hold (default best-fit: best skill match, then
+        priority and age); returns it — with `conflicts` on its planned files, your `unread_mail` and relevant
+        `memories` — or id null and a reason."""
         session, actor = acting(ctx)
         task, reason, context = workloop.claim_for_agent(
-            session.queue, session.reservations, session.mail, session.memory, actor, task_id
+            session.queue,
+            session.reservations,
+            session.mail,
+            session.memory,
+            actor,
+            task_id,
+            strategy=strategy,
+            batch=batch,
         )
         if task is None:
             return as_result({"id": None, "reason": reason})
         result = compact(task)
+        if context.also_claimed:
+            result["also_claimed"] = [compact(t) for t in context.also_claimed]
         if context.conflicts:
             result["conflicts"] = [compact(c) for c in context.conflicts]
         if context.unread_mail:

@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 TOOL_NAMES = frozenset(
     {
         "register_agent",
+        "list_agents",
         "create_tasks",
         "list_tasks",
         "get_task",

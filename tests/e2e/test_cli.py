@@ -218,8 +218,14 @@ def test_task_commands_json_and_human_output(cli: Cli) -> None:
     assert cli.run("task", "done", api_id, "--as", "bob").stdout.strip() == f"{api_id} done"
 
     retried = cli.json("task", "fail", human_id, "-r", "flaky test", "--as", "carol")
-    assert (retried["state"], retried["attempts"]) == ("ready", 1)
-    assert "assignee" not in retried
+    assert (retried["state"], retried["attempts"]) == ("open", 1)  # waiting to be retried
+    assert retried["retry_at"] and "assignee" not in retried
+    waiting = _one_error_line(cli.run("task", "claim", human_id, "--as", "carol", ok=False))
+    assert "waits until" in waiting
+    # The wait ends (as if 30 s had passed): what the sweep before every claim then makes ready again.
+    with open_db(db_path(cli.project)) as conn:
+        conn.execute("UPDATE tasks SET retry_at = retry_at - 30000 WHERE id = ?", (human_id,))
+        conn.commit()
     again = cli.json("task", "claim", human_id, "--as", "carol")
     assert again["id"] == human_id
     gave_up = cli.json("task", "fail", human_id, "-r", "cannot be done", "--mode", "give_up", "--as", "carol")

@@ -23,7 +23,8 @@ from e2e_helpers import HERE, RawServer, db_path, integrity_check, kill_process,
 pytestmark = pytest.mark.e2e
 
 LEASE = "2"
-FAST_SWEEP = "[server]\nsweep_interval_seconds = 0.5\n"
+# Lapsed leases come back at once (no retry wait: test_lifecycle covers it) and are swept often.
+FAST_SWEEP = "[tasks]\nretry_backoff_seconds = 0\n\n[server]\nsweep_interval_seconds = 0.5\n"
 WAIT = 60.0  # upper bound for anything to happen; never an expectation of speed
 
 
