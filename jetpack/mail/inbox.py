@@ -118,20 +118,16 @@ def _page(ctx: MailContext, agent: str, rows: list[Row], limit: int, include_bod
 
 
 def attention(ctx: MailContext, agent: str, *, with_unread: bool = False) -> tuple[int, int, int]:
-    """(unread, unread urgent, awaiting your ack) — cheap: partial indexes hold only such rows."""
+    """(unread, unread urgent, awaiting your ack) in one read — cheap: partial indexes hold only such rows."""
+    unread = "(SELECT count(*) FROM deliveries WHERE recipient = :agent AND read_at IS NULL)" if with_unread else "0"
     row = ctx.store.query(
-        """SELECT coalesce(sum(urgent = 1 AND read_at IS NULL), 0) AS urgent,
-                  coalesce(sum(ack_required = 1 AND acked_at IS NULL), 0) AS ack
+        f"""SELECT coalesce(sum(urgent = 1 AND read_at IS NULL), 0) AS urgent,
+                  coalesce(sum(ack_required = 1 AND acked_at IS NULL), 0) AS ack, {unread} AS unread
         FROM deliveries WHERE recipient = :agent
           AND ((urgent = 1 AND read_at IS NULL) OR (ack_required = 1 AND acked_at IS NULL))""",
         {"agent": agent},
     )[0]
-    unread = 0
-    if with_unread:
-        unread = ctx.store.query(
-            "SELECT count(*) AS n FROM deliveries WHERE recipient = :agent AND read_at IS NULL", {"agent": agent}
-        )[0]["n"]
-    return int(unread), int(row["urgent"]), int(row["ack"])
+    return int(row["unread"]), int(row["urgent"]), int(row["ack"])
 
 
 def attention_notice(ctx: MailContext, agent: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from jetpack.memory.index import VectorIndex, index_for
 from jetpack.store import DataLayer, Statement
 
 EMBED_CACHE_SIZE = 4_096
+MODEL_CHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -30,6 +32,8 @@ class MemoryContext:
     on_outcome: Callable[[], None] | None = None
     _recent: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
     _recent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _model_checked_at: float | None = field(default=None, repr=False)
+    _has_fts: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.index is None:
@@ -80,13 +84,24 @@ class MemoryContext:
     def embed_one(self, text: str) -> np.ndarray:
         return np.asarray(self.embed([text])[0], dtype=np.float32)
 
+    def has_full_text_index(self) -> bool:
+        """Whether memories_fts exists (engines without FTS5 scan instead); asked once per context."""
+        if self._has_fts is None:
+            self._has_fts = bool(self.store.query("SELECT 1 FROM sqlite_master WHERE name = 'memories_fts'"))
+        return self._has_fts
+
     def recorded_model(self) -> str | None:
         rows = self.store.query("SELECT value FROM meta WHERE key = 'memory_model'")
         return str(rows[0]["value"]) if rows else None
 
     def check_model(self) -> None:
-        """Refuse to mix vectors of different models in one store (they are not comparable)."""
+        """Refuse to mix vectors of different models in one store (they are not comparable). A match is
+        trusted for MODEL_CHECK_SECONDS (one read less per memory call; a round trip on a remote store)."""
+        if self._model_checked_at is not None and time.monotonic() - self._model_checked_at < MODEL_CHECK_SECONDS:
+            return
         recorded = self.recorded_model()
+        if recorded == self.model_record():
+            self._model_checked_at = time.monotonic()
         if recorded is not None and recorded != self.model_record():
             raise Conflict(
                 f"the stored memories were embedded with {recorded}, but this server uses "

@@ -24,7 +24,7 @@ def memories_for_task(ctx: MemoryContext, agent: str, task: Task) -> list[Memory
     if ctx.settings.claim_memories == 0 or not ctx.store.query("SELECT 1 FROM memories LIMIT 1"):
         return []
     query = " ".join([task.title, task.description[:600], " ".join(task.files[:20])]).strip()
-    hits = recall(ctx, query[:1_900], k=ctx.settings.claim_memories, min_score=MIN_RELEVANCE)
+    hits = recall(ctx, query[:1_900], k=ctx.settings.claim_memories, min_score=MIN_RELEVANCE, known_not_empty=True)
     chosen: list[MemoryHit] = []
     used = 0
     for hit in hits:

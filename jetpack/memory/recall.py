@@ -64,6 +64,7 @@ def recall(
     tags: Sequence[str] | None = None,
     min_score: float = 0.0,
     count_access: bool = True,
+    known_not_empty: bool = False,
 ) -> list[MemoryHit]:
     query = query.strip()
     if not query:
@@ -76,7 +77,7 @@ def recall(
         raise InvalidInput(f"min_score must be between 0 and 2, not {min_score}")
     chosen = list(dict.fromkeys(layers)) if layers else list(Layer)
     ctx.check_model()
-    if not ctx.store.query("SELECT 1 FROM memories LIMIT 1"):
+    if not known_not_empty and not ctx.store.query("SELECT 1 FROM memories LIMIT 1"):
         return []  # nothing stored: no need to load the model
     now = ctx.now()
     vector = ctx.embed_one(query)
@@ -144,7 +145,7 @@ def _keyword_ranks(ctx: MemoryContext, query: str, narrowed: set[int] | None) ->
     words = list(dict.fromkeys(_WORD.findall(query)))[:32]
     if not words:
         return {}
-    if not ctx.store.query("SELECT 1 FROM sqlite_master WHERE name = 'memories_fts'"):
+    if not ctx.has_full_text_index():
         return _scanned_ranks(ctx, words, narrowed)
     words = _selective(ctx, words)
     if not words:

@@ -257,6 +257,7 @@ class Swarm:
             finally:
                 status.task, status.started_at = None, None
             self._record(status, report)
+            self._hold_name(status)  # its agent's session has ended: the name is the swarm's again
             self._maybe_ready = True  # its completion may have made tasks ready
             self._wake.set()
             self._wake = anyio.Event()
