@@ -22,7 +22,7 @@ from jetpack.errors import ConfigError, Conflict, InvalidInput
 from jetpack.server import IdentityDefaults, build_parts, create_server
 from jetpack.store import DataLayer, open_store
 from jetpack.swarm.graph import forget_cached_graphs
-from jetpack.swarm.holds import ROUND_ROBIN_CURSOR, live_holds
+from jetpack.swarm.holds import ROUND_ROBIN_CURSOR, Assignment, hold_statements, live_holds
 from jetpack.swarm.simulate import random_layered_dag, simulate
 from jetpack.swarm.strategies import Strategy, assign_ready_tasks, claim_next
 from jetpack.tasks import NewTask, QueueContext, claim_task, complete_task, create_tasks
@@ -177,6 +177,14 @@ def test_a_batch_claims_related_tasks_together(queue: QueueContext, batch_tree: 
 
 def test_a_batch_around_a_named_task(queue: QueueContext, batch_tree: dict[str, str]) -> None:
     got = claim_next(queue, SQL_AGENT, task_id=batch_tree["carts"], batch=2)
+    assert [t.id for t in got.tasks] == [batch_tree["carts"], batch_tree["users"]]
+
+
+def test_a_batch_starts_from_the_agents_own_hold(
+    queue: QueueContext, batch_tree: dict[str, str], clock: ManualClock
+) -> None:
+    queue.store.write(hold_statements([Assignment(batch_tree["carts"], "ann")], "round-robin", clock.now_ms(), 10_000))
+    got = claim_next(queue, SQL_AGENT, Strategy.FIRST_FIT, batch=2)
     assert [t.id for t in got.tasks] == [batch_tree["carts"], batch_tree["users"]]
 
 

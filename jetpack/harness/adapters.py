@@ -4,7 +4,7 @@ An adapter is a command template, extra environment, the way Jetpack is handed t
 MCP server (the client's own config format), and a prompt template. The built-in ones:
 
 * ``claude`` — Claude Code in print mode: ``claude -p PROMPT --mcp-config FILE --strict-mcp-config
-  --allowedTools … --permission-mode acceptEdits --session-id UUID``;
+  --allowedTools TOOL… --permission-mode acceptEdits --session-id UUID``;
 * ``codex`` — ``codex exec --full-auto --skip-git-repo-check --cd DIR -c mcp_servers.jetpack.… PROMPT``;
 * ``gemini`` — ``gemini --yolo --allowed-mcp-server-names jetpack -p PROMPT`` with its settings file
   named by ``GEMINI_CLI_SYSTEM_SETTINGS_PATH``;
@@ -39,20 +39,19 @@ McpFormat = Literal["claude", "codex", "gemini", "none"]
 MCP_FORMATS: tuple[McpFormat, ...] = ("claude", "codex", "gemini", "none")
 
 # Claude Code in print mode denies every tool not allowed here (there is nobody to ask): the Jetpack
-# tools, reading and editing files, and git for the commit of the task's files.
-CLAUDE_ALLOWED_TOOLS = ",".join(
-    [
-        "mcp__jetpack",
-        "Read",
-        "Edit",
-        "Write",
-        "Glob",
-        "Grep",
-        "Bash(git status:*)",
-        "Bash(git diff:*)",
-        "Bash(git add:*)",
-        "Bash(git commit:*)",
-    ]
+# tools (all of the server's), reading and editing files, and git for the commit of the task's files.
+# One argument each, as Claude Code documents it (a rule such as "Bash(git add:*)" holds a space).
+CLAUDE_ALLOWED_TOOLS = (
+    "mcp__jetpack",
+    "Read",
+    "Edit",
+    "Write",
+    "Glob",
+    "Grep",
+    "Bash(git status:*)",
+    "Bash(git diff:*)",
+    "Bash(git add:*)",
+    "Bash(git commit:*)",
 )
 
 
@@ -80,7 +79,7 @@ BUILTIN_ADAPTERS: dict[str, Adapter] = {
                 "{mcp_config}",
                 "--strict-mcp-config",
                 "--allowedTools",
-                CLAUDE_ALLOWED_TOOLS,
+                *CLAUDE_ALLOWED_TOOLS,
                 "--permission-mode",
                 "acceptEdits",
                 "--session-id",

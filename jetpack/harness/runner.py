@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,10 +52,9 @@ _NOT_INHERITED = (SESSION_VARIABLE,)
 
 @dataclass
 class RunControl:
-    """Shared with the supervisor: the pid of the running agent, and a stop request."""
+    """Shared with the supervisor: set ``stop_requested`` to kill the run's process group."""
 
     stop_requested: bool = False
-    pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,6 @@ async def run_task(
     timeout: float,
     session_id: str | None = None,
     control: RunControl | None = None,
-    on_start: Callable[[Invocation, int], None] | None = None,
 ) -> RunReport:
     """Run the agent on its claimed task, wait (at most ``timeout`` seconds), and settle the task."""
     control = control or RunControl()
@@ -152,7 +149,7 @@ async def run_task(
     with invocation.log_path.open("a") as log_file:
         log_file.write(_header(worker, brief.task, invocation))
         log_file.flush()
-        exit_code, ended_by = await _spawn_and_wait(invocation, worker.workdir, log_file, timeout, control, on_start)
+        exit_code, ended_by = await _spawn_and_wait(invocation, worker.workdir, log_file, timeout, control)
         seconds = time.monotonic() - started
         report = await anyio.to_thread.run_sync(settle, services, worker, brief.task, exit_code, ended_by, before)
         report.seconds, report.log_path, report.session_id = seconds, invocation.log_path, invocation.session_id
@@ -175,7 +172,6 @@ async def _spawn_and_wait(
     log_file: IO[str],
     timeout: float,
     control: RunControl,
-    on_start: Callable[[Invocation, int], None] | None,
 ) -> tuple[int | None, str | None]:
     """Returns the exit code and, when Jetpack ended the run, why ("timeout" or "stop")."""
     try:
@@ -191,9 +187,6 @@ async def _spawn_and_wait(
     except OSError as error:
         log_file.write(f"=== could not start {invocation.argv[0]!r}: {error}\n")
         return 127, None
-    control.pid = process.pid
-    if on_start is not None:
-        on_start(invocation, process.pid)
     if invocation.stdin is not None and process.stdin is not None:
         with contextlib.suppress(anyio.BrokenResourceError, OSError):
             await process.stdin.send(invocation.stdin.encode())
@@ -210,7 +203,6 @@ async def _spawn_and_wait(
             await kill_group(process.pid, process)
             break
     await process.wait()
-    control.pid = None
     await _reap_leftovers(process.pid)
     return process.returncode, ended_by
 

@@ -11,6 +11,7 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 import numpy as np
@@ -62,14 +63,22 @@ class Structure:
     max_depth: int
     forward: LevelledEdges  # keyed by origin level, grouped by target
     backward: LevelledEdges  # keyed by target level (descending), grouped by origin
-    successors: Csr
-    predecessors: Csr
+    edges: tuple[IntArray, IntArray]  # (origin, target) of every edge between settled nodes
     cycles: list[list[str]]
     stuck: int  # tasks on or behind a cycle, left out of every figure
 
     @property
     def size(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def successors(self) -> Csr:
+        """Built on first use (walks and transitive queries), not with every recompute."""
+        return Csr.of(2 * self.size, *self.edges)
+
+    @cached_property
+    def predecessors(self) -> Csr:
+        return Csr.of(2 * self.size, self.edges[1], self.edges[0])
 
     def position(self, task_id: str) -> int:
         check_task_id(task_id)
@@ -158,7 +167,8 @@ def build_structure(
     src, dst = src[settled], dst[settled]
     depth = before[:n]
     max_depth = int(depth[leaf & (level[:n] >= 0)].max()) if (leaf & (level[:n] >= 0)).any() else 0
-    order = np.argsort(rowids, kind="stable")
+    ascending = rowids.size < 2 or bool((rowids[1:] > rowids[:-1]).all())  # read ORDER BY rowid: usually
+    order = np.arange(rowids.size, dtype=np.int64) if ascending else np.argsort(rowids, kind="stable")
     return Structure(
         version=version,
         ids=ids,
@@ -174,8 +184,7 @@ def build_structure(
         max_depth=max_depth,
         forward=LevelledEdges.sort(src, dst, level[src], descending=False),
         backward=LevelledEdges.sort(dst, src, level[dst], descending=True),
-        successors=Csr.of(nodes, src, dst),
-        predecessors=Csr.of(nodes, dst, src),
+        edges=(src, dst),
         cycles=cycles,
         stuck=int(np.count_nonzero(stuck_nodes[:n] | stuck_nodes[n:])),
     )

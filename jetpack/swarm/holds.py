@@ -165,6 +165,16 @@ def hold_statements(
     return statements
 
 
+def own_holds(store: DataLayer, agent: str, now: int) -> list[str]:
+    """The ready tasks held for ``agent`` now, oldest hold first."""
+    rows = store.query(
+        "SELECT h.task_id FROM task_holds h JOIN tasks t ON t.id = h.task_id "
+        "WHERE h.agent = :agent AND h.expires_at > :now AND t.state = 'ready' ORDER BY h.expires_at, h.task_id",
+        {"agent": agent, "now": now},
+    )
+    return [r["task_id"] for r in rows]
+
+
 def live_holds(store: DataLayer, now: int) -> list[Assignment]:
     """Holds in force on ready tasks."""
     rows = store.query(

@@ -3,7 +3,7 @@
 N workers, each an agent identity (``script-1``, ``claude-2``, …) with its skills and, with
 ``--worktrees``, a git worktree of its own. A worker loops: claim the next task for itself (the
 strategy decides which), brief its adapter's agent on it, run the agent in its own process group,
-settle the task from the DataLayer and git (see :mod:`jetpack.harness.runner`). Meanwhile the
+settle the task from the DataLayer and git (:mod:`jetpack.harness.outcome`). Meanwhile the
 supervisor heartbeats for the workers whose agents are running (an agent thinking for minutes makes
 no tool call), recovers what dead or stalled agents left behind, and decides when to stop:
 

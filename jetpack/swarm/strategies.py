@@ -25,7 +25,7 @@ from jetpack.actor import Actor
 from jetpack.config import AgentSettings
 from jetpack.errors import InvalidInput, JetpackError
 from jetpack.reservations.patterns import patterns_overlap
-from jetpack.store import Row
+from jetpack.store import Row, Statement
 from jetpack.swarm.holds import (
     AgentLoad,
     Assignment,
@@ -34,6 +34,7 @@ from jetpack.swarm.holds import (
     deal_load_balanced,
     deal_round_robin,
     hold_statements,
+    own_holds,
     read_cursor,
     read_participants,
     with_load,
@@ -280,18 +281,21 @@ def _claim_batch(ctx: QueueContext, actor: Actor, strategy: Strategy, task_id: s
     """The anchor (the strategy's choice, or ``task_id``) and up to size - 1 ready tasks related to
     it, claimed in one transaction; the related ones only if the anchor was claimed."""
     for _ in range(_ATTEMPTS):
+        now = ctx.now()
         candidates = ready_candidates(ctx, actor)
+        holds: list[Statement] = []
         if task_id is None:
             if strategy in PUSH_STRATEGIES:
-                now = ctx.now()
-                dealt, _ = plan_push(ctx, actor, strategy, now)
+                dealt, cursor = plan_push(ctx, actor, strategy, now)
+                theirs = [a for a in dealt if a.agent != actor.name]
+                holds = hold_statements(theirs, strategy.value, now, _hold_ms(ctx), cursor=cursor)
                 mine = {a.task_id for a in dealt if a.agent == actor.name}
-                theirs = {a.task_id for a in dealt} - mine
-                candidates = [c for c in candidates if c.id in mine] + [
-                    c for c in candidates if c.id not in mine and c.id not in theirs
-                ]
+                taken = mine | {a.task_id for a in theirs}
+                candidates = [c for c in candidates if c.id in mine] + [c for c in candidates if c.id not in taken]
             else:
                 candidates = rank(ctx, actor.skills, strategy, candidates)
+            held = set(own_holds(ctx.store, actor.name, now))  # a hold for this agent comes first
+            candidates = [c for c in candidates if c.id in held] + [c for c in candidates if c.id not in held]
             if not candidates:
                 return _result(strategy, claim_task(ctx, actor, ranked=[]))
             anchor = candidates[0]
@@ -302,8 +306,8 @@ def _claim_batch(ctx: QueueContext, actor: Actor, strategy: Strategy, task_id: s
             anchor = found[0]
             candidates = [anchor, *rank(ctx, actor.skills, strategy, [c for c in candidates if c.id != task_id])]
         others = [c.id for c in candidates[1:] if related(anchor, c)][: size - 1]
-        now = ctx.now()
         statements = [
+            *holds,
             *claim_statements(actor, anchor.id, now, ctx.lease_ms(), RetryPolicy.of(ctx.settings)),
             claim_also_statement(actor, anchor.id, others, now, ctx.lease_ms()),
         ]
