@@ -29,7 +29,6 @@ from jetpack.tasks import (
     create_tasks,
 )
 
-
 pytestmark = pytest.mark.both_adapters  # the embedded file and a real tursodb server
 
 

@@ -41,7 +41,9 @@ EXIT_INTERRUPTED = 130
     help="Stop when no worker had anything to do for this long.",
 )
 @click.option(
-    "--task-timeout", metavar="DURATION", help="Kill an agent run after this long (default: the task's budget)."
+    "--task-timeout",
+    metavar="DURATION",
+    help="Kill an agent run after this long (default: twice the task's time budget).",
 )
 @click.option("--worktrees", is_flag=True, help="Give each worker its own git worktree and branch (jetpack/AGENT).")
 @click.option("--skills", help="Skills of every worker (default: all the skills the queued tasks require).")

@@ -158,7 +158,10 @@ async def _stall(agent: str, task_id: str) -> None:
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(f"{os.getpid()}\n")
     print(f"stalling on {task_id} as asked (JETPACK_SCRIPT_STALL), pid {os.getpid()}", flush=True)
-    await anyio.sleep_forever()
+    supervisor = os.getppid()
+    while os.getppid() == supervisor:  # until killed — or orphaned, if the swarm itself was killed
+        await anyio.sleep(0.5)
+    raise ToolFailed(f"the swarm that started this worker (pid {supervisor}) is gone")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,11 +171,24 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         summary = anyio.run(work, options.mcp_config, options.task)
-    except (ToolFailed, GitError) as error:
-        print(f"script worker: {error}", file=sys.stderr)
+    except Exception as error:
+        failures = _expected_failures(error)
+        if not failures:
+            raise
+        for failure in failures:
+            print(f"script worker: {failure}", file=sys.stderr)
         return 1
     print(summary)
     return 0
+
+
+def _expected_failures(error: BaseException) -> list[Exception]:
+    """The ToolFailed and GitError in ``error`` (the MCP client's task group wraps them in groups)."""
+    if isinstance(error, ToolFailed | GitError):
+        return [error]
+    if isinstance(error, BaseExceptionGroup):
+        return [failure for inner in error.exceptions for failure in _expected_failures(inner)]
+    return []
 
 
 if __name__ == "__main__":
