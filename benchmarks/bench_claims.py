@@ -151,7 +151,7 @@ def same_sql_round(tasks: int) -> dict[str, Any]:
             return rows
 
         def claim() -> str | None:
-            rows = run(claim_statements(actor, None, time.time_ns() // 1_000_000, lease_ms))[1]
+            rows = run(claim_statements(actor, None, time.time_ns() // 1_000_000, lease_ms))[-1]
             return str(rows[0][0]) if rows else None
 
         def complete(task_id: str) -> None:

@@ -27,6 +27,7 @@ TOOL_NAMES = frozenset(
     {
         "register_agent",
         "list_agents",
+        "query_graph",
         "create_tasks",
         "list_tasks",
         "get_task",
