@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from jetpack.errors import JetpackError
 from jetpack.memory.context import MemoryContext
+from jetpack.memory.learning import sentences
 from jetpack.memory.loop import outcome_text, remember_outcome
 from jetpack.store import Statement, StoreError
 from jetpack.tasks.rows import task_from_row
@@ -86,8 +87,9 @@ def drain(memory: MemoryContext, owner: str, limit: int = BATCH) -> int:
     ]
     texts = [outcome_text(r["agent"], t, r["summary"], failed=bool(r["failed"])) for r, t, _ in outcomes]
     texts += [item for _, _, learned in outcomes for item in learned]
+    texts += [part for text in list(texts) for part in sentences(text)]  # what procedural learning compares
     if texts:
-        memory.embed_recent(texts)  # one model run for the batch; remember() finds the vectors cached
+        memory.embed_recent(texts)  # one model run for the batch; remember() and learning find them cached
     for row, task, learned in outcomes:
         try:
             remember_outcome(memory, row["agent"], task, row["summary"], learned, failed=bool(row["failed"]))

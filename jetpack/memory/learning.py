@@ -77,7 +77,7 @@ def _cluster(ctx: MemoryContext, outcome: Row) -> list[Row]:
     return [r for score, r in scored[:CLUSTER_MAX] if score >= CLUSTER_SIMILARITY]
 
 
-def _sentences(text: str) -> list[str]:
+def sentences(text: str) -> list[str]:
     body = text.split(": ", 1)[1] if text.startswith("Task ") and ": " in text else text
     return [s.strip().rstrip(".") for s in _SENTENCE.split(body) if len(s.strip()) >= 12]
 
@@ -85,7 +85,7 @@ def _sentences(text: str) -> list[str]:
 def _shared_approach(ctx: MemoryContext, cluster: list[Row]) -> tuple[str | None, list[Row]]:
     """The sentence stated (in some words) by the most outcomes of the cluster, and those outcomes."""
     owners: list[int] = []
-    sentences: list[str] = []
+    found: list[str] = []
     for index, row in enumerate(cluster):
         learned = (
             ctx.store.query(
@@ -97,15 +97,15 @@ def _shared_approach(ctx: MemoryContext, cluster: list[Row]) -> tuple[str | None
             else []
         )
         for text in [row["content"], *(r["content"] for r in learned)]:
-            for sentence in _sentences(text):
+            for sentence in sentences(text):
                 owners.append(index)
-                sentences.append(sentence)
-    if not sentences:
+                found.append(sentence)
+    if not found:
         return None, []
-    vectors = ctx.embed_recent(sentences)
+    vectors = ctx.embed_recent(found)
     similar = vectors @ vectors.T >= APPROACH_SIMILARITY
     best, best_support = None, set[int]()
-    for i, sentence in enumerate(sentences):
+    for i, sentence in enumerate(found):
         support = {owners[j] for j in np.flatnonzero(similar[i])}
         if len(support) > len(best_support) or (
             len(support) == len(best_support) and best and len(sentence) < len(best)
