@@ -53,6 +53,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 from http_agent import HttpAgent  # noqa: E402
 from libsql_server import free_port, start_tursodb, tursodb_binary  # noqa: E402
 
+EMBEDDER = ""  # --embedder: the servers' memory.embedder (default: the project's, onnx)
 OPS_TARGET = 1_000.0
 P99_TARGET = 0.050
 WORKER_PROCESSES = 2
@@ -207,6 +208,8 @@ def make_project(root: Path, tasks: int, db_url: str | None) -> tuple[Path, dict
     project = root / "project"
     project.mkdir()
     extra = {"JETPACK_DB_URL": db_url} if db_url else {}
+    if EMBEDDER:
+        extra["JETPACK_EMBEDDER"] = EMBEDDER
     env = subprocess_env(project, **extra)
     subprocess.run([PYTHON, "-m", "jetpack", "init"], env=env, cwd=project, check=True, capture_output=True)
     config = project / ".jetpack" / "config.toml"
@@ -266,7 +269,8 @@ def raw_project(root: Path, tasks: int) -> Path:
 
 def http_round(report: Report, label: str, agents: int, seconds: float, db_url: str | None, targets: bool) -> None:
     with temp_dir("http") as root:
-        project, env = make_project(root, tasks=agents * 400, db_url=db_url)
+        # tursodb answers ~100 requests/s (10 ms each, one at a time): a few thousand tasks last the window
+        project, env = make_project(root, tasks=agents * 400 if db_url is None else 3_000, db_url=db_url)
         port = free_port()
         server = start_server(project, env, port)
         try:
@@ -392,7 +396,12 @@ def main() -> None:
     parser.add_argument("--agents", type=int, help="concurrent agents (default 50; quick 10)")
     parser.add_argument("--seconds", type=float, help="length of each measured window (default 10; quick 3)")
     parser.add_argument("--skip-remote", action="store_true", help="only the embedded DataLayer")
+    parser.add_argument(
+        "--embedder", choices=("onnx", "hash"), help="the servers' embedder (hash: no model runs in the loop)"
+    )
     args = parser.parse_args()
+    global EMBEDDER  # noqa: PLW0603 - the worker-side code reads it, set once here
+    EMBEDDER = args.embedder or ""
     agents = args.agents or (10 if args.quick else 50)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     wait_for_quiet(args.wait_idle)
