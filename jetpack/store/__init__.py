@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from jetpack.store.libsql import LibSQLDataLayer, is_remote_url
 from jetpack.store.migrations import migrate
 from jetpack.store.port import (
     ConstraintViolation,
@@ -17,8 +17,21 @@ from jetpack.store.port import (
     StoreFeatures,
     StoreUnreachable,
     expect,
+    is_remote_url,
 )
 from jetpack.store.sqlite import SQLiteDataLayer
+
+if TYPE_CHECKING:
+    from jetpack.store.libsql import LibSQLDataLayer
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LibSQLDataLayer":  # imported on demand: the HTTP client costs ~70 ms at start-up
+        from jetpack.store.libsql import LibSQLDataLayer
+
+        return LibSQLDataLayer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConstraintViolation",
@@ -46,6 +59,8 @@ def open_store(location: str | Path, *, auth_token: str | None = None) -> DataLa
     created if needed."""
     store: DataLayer
     if isinstance(location, str) and is_remote_url(location):
+        from jetpack.store.libsql import LibSQLDataLayer  # its HTTP client loads only when used
+
         store = LibSQLDataLayer(location, auth_token)
     else:
         store = SQLiteDataLayer(location)

@@ -50,7 +50,6 @@ from jetpack.store.port import (
 
 log = logging.getLogger(__name__)
 
-_REMOTE_URL = re.compile(r"^(libsql|https?)://", re.IGNORECASE)
 _PIPELINE = "/v2/pipeline"
 # Gateways in front of a server answer these while it is down or restarting.
 _TRANSIENT_STATUS = frozenset({502, 503, 504})
@@ -65,11 +64,6 @@ _SQL_TOKEN = re.compile(
     r"""|(?P<param>[:@$][^\W\d]\w*|\?\d*)""",
     re.DOTALL,
 )
-
-
-def is_remote_url(location: str) -> bool:
-    """Whether ``location`` names a libSQL server (``libsql://``, ``https://``, ``http://``)."""
-    return bool(_REMOTE_URL.match(location))
 
 
 def parse_url(url: str) -> tuple[str, str, str | None]:

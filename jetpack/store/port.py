@@ -9,9 +9,12 @@ counts (the libSQL server leaves those at zero).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+_REMOTE_URL = re.compile(r"^(libsql|https?)://", re.IGNORECASE)
 
 Row = dict[str, Any]
 Params = Mapping[str, Any] | Sequence[Any]
@@ -123,3 +126,8 @@ class DataLayer(Protocol):
     def close(self) -> None:
         """Release connections. The object must not be used afterwards."""
         ...
+
+
+def is_remote_url(location: str) -> bool:
+    """Whether ``location`` names a libSQL server (``libsql://``, ``https://``, ``http://``)."""
+    return bool(_REMOTE_URL.match(location))
