@@ -238,3 +238,19 @@ def test_unknown_and_malformed_ids_are_reported(queue: QueueContext, alice: Acto
         claim_task(queue, alice, "jp-zzzz")
     with pytest.raises(InvalidInput, match="not a task id"):
         complete_task(queue, alice, "'; DROP TABLE tasks; --", "")
+
+
+def test_anyone_may_block_an_unclaimed_task_but_only_the_holder_a_claimed_one(
+    queue: QueueContext, alice: Actor, bob: Actor
+) -> None:
+    free, held = one(queue, alice), one(queue, alice)
+    blocked = update_task(queue, bob, free, status=StatusChange.BLOCKED, note="waits for the design review")
+    assert (blocked.state, blocked.assignee, blocked.blocked_reason) == ("blocked", None, "waits for the design review")
+    with pytest.raises(Conflict):
+        claim_task(queue, alice, free)
+    with pytest.raises(Conflict, match="already blocked|unblock it first"):
+        update_task(queue, bob, free, status=StatusChange.BLOCKED, note="again")
+    claim_task(queue, alice, held)
+    with pytest.raises(NotPermitted, match="claimed by alice"):
+        update_task(queue, bob, held, status=StatusChange.BLOCKED, note="not mine")
+    assert update_task(queue, bob, free, status=StatusChange.OPEN).state == "ready"

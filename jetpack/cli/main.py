@@ -10,6 +10,7 @@ import click
 
 from jetpack import __version__
 from jetpack.cli.app import CliApp, JetpackGroup, app_of, json_option
+from jetpack.cli.dashboard import dashboard
 from jetpack.cli.hook import hook
 from jetpack.cli.mail import mail_group
 from jetpack.cli.mcp_config import mcp_group
@@ -66,6 +67,7 @@ main.add_command(start)
 main.add_command(token_group, "token")
 main.add_command(load_command, "load")
 main.add_command(quality)
+main.add_command(dashboard)
 
 
 @main.command()

@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,10 +40,11 @@ from starlette.types import Receive, Scope, Send
 
 from jetpack import __version__
 from jetpack.auth import TokenRecord, TokenRegistry
+from jetpack.dashboard.app import PAGE_PATHS, DashboardParts, dashboard_routes, guard_policy
 from jetpack.mail.search import has_fts
 from jetpack.server.app import ServerParts, create_server, new_session
 from jetpack.server.connections import CallsInFlight, ConnectionSessions
-from jetpack.server.http_guard import TRUSTED_SCOPE_KEY, GuardPolicy, HttpGuard, credential_of, token_of
+from jetpack.server.http_guard import TRUSTED_SCOPE_KEY, HttpGuard, credential_of, token_of
 from jetpack.server.http_options import (
     HEALTH_PATH,
     MCP_PATH,
@@ -94,6 +96,8 @@ def build_http_app(
         report["calls_in_flight"] = in_flight.count
         return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
+    dashboard = DashboardParts(parts)
+
     async def drain_when_stopping() -> None:
         while not stopping():
             await anyio.sleep(0.1)
@@ -110,23 +114,17 @@ def build_http_app(
         # session_manager.run() enters the MCP lifespan (sweeper, inbox watcher) once for the process.
         async with mcp.session_manager.run(), anyio.create_task_group() as group:
             group.start_soon(drain_when_stopping)
+            group.start_soon(dashboard.feed.run, stopping)
             yield
             group.cancel_scope.cancel()
 
-    why = options.token_required_because
-    policy = GuardPolicy(
-        require_token=why is not None,
-        why_required=why or "",
-        max_body_bytes=options.max_body_bytes,
-        rate_per_second=options.rate_limit_per_second,
-        rate_burst=options.rate_limit_burst,
-        public_paths=frozenset({HEALTH_PATH}),
-    )
+    policy = replace(guard_policy(options), public_paths=frozenset({HEALTH_PATH}) | PAGE_PATHS)
     return Starlette(
         routes=[
             Route(HEALTH_PATH, healthz, methods=["GET"]),
             Route(SSE_PATH, sse, methods=["GET"]),
             Mount(SSE_MESSAGES_PATH, app=sse.transport.handle_post_message),
+            *dashboard_routes(dashboard, policy, security),
             Mount("/", app=streamable),  # MCP_PATH
         ],
         middleware=[Middleware(HttpGuard, policy=policy, verify_token=verify_token)],
@@ -238,13 +236,19 @@ def _url_without_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def serve_http(parts: ServerParts, options: HttpOptions, *, log_level: str = "warning") -> None:
+def serve_http(
+    parts: ServerParts,
+    options: HttpOptions,
+    *,
+    log_level: str = "warning",
+    build: Callable[..., Starlette] = build_http_app,
+) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully and return (the caller closes
     the DataLayer). Returns normally after a signal, so the process exits with status 0."""
     import uvicorn
 
     server: uvicorn.Server | None = None
-    app = build_http_app(parts, options, stopping=lambda: server is not None and server.should_exit)
+    app = build(parts, options, stopping=lambda: server is not None and server.should_exit)
     AppStatus.enable_automatic_graceful_drain = False  # the drain closes the streams, after the calls
     config = uvicorn.Config(
         app,

@@ -51,6 +51,10 @@ class GuardPolicy:
     rate_per_second: float  # 0: no rate limit
     rate_burst: int
     public_paths: frozenset[str] = frozenset()  # served without a token (health checks)
+    public_prefixes: tuple[str, ...] = ()  # likewise, every path under these (the dashboard's static files)
+
+    def is_public(self, path: str) -> bool:
+        return path in self.public_paths or path.startswith(self.public_prefixes)
 
 
 def token_of(scope: Any) -> TokenRecord | None:
@@ -97,6 +101,15 @@ class TokenBuckets:
             del self._buckets[key]
 
 
+def why_token_needed(policy: GuardPolicy, headers: Headers) -> str | None:
+    """Why a request without a token is refused, or None when it may come without one."""
+    if policy.require_token:
+        return policy.why_required
+    # A proxy in front of a loopback server makes every request look local.
+    forwarded = next((h for h in _PROXY_HEADERS if h in headers), None)
+    return f"this request came through a proxy (it carries {forwarded})" if forwarded else None
+
+
 class HttpGuard:
     """ASGI middleware in front of every route: token, rate limit, body limit (in that order)."""
 
@@ -122,11 +135,11 @@ class HttpGuard:
             if token is None:
                 await self._unauthorized(scope, receive, send, "the bearer token is unknown or has been revoked")
                 return
-        elif scope["path"] not in self.policy.public_paths and (why := self._why_token_needed(headers)):
+        elif not self.policy.is_public(scope["path"]) and (why := why_token_needed(self.policy, headers)):
             await self._unauthorized(scope, receive, send, f"this server requires a bearer token: {why}")
             return
         scope[TOKEN_SCOPE_KEY] = token
-        scope[TRUSTED_SCOPE_KEY] = token is not None or not self._why_token_needed(headers)
+        scope[TRUSTED_SCOPE_KEY] = token is not None or not why_token_needed(self.policy, headers)
         if token is not None:
             # The shape the SDK's transports compare to bind a session to the credential that opened it.
             principal = AccessToken(token=token.principal, client_id=token.principal, scopes=[], subject=token.agent)
@@ -139,13 +152,6 @@ class HttpGuard:
                 return
 
         await self._within_body_limit(scope, receive, send, headers)
-
-    def _why_token_needed(self, headers: Headers) -> str | None:
-        if self.policy.require_token:
-            return self.policy.why_required
-        # A proxy in front of a loopback server makes every request look local.
-        forwarded = next((h for h in _PROXY_HEADERS if h in headers), None)
-        return f"this request came through a proxy (it carries {forwarded})" if forwarded else None
 
     async def _within_body_limit(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
         """Read the body up to the limit (413 beyond it), then run the app on it."""

@@ -283,6 +283,8 @@ def _not_holder(ctx: QueueContext, actor: Actor, row: Row, verb: str) -> Excepti
         )
     if state == TaskState.READY:
         return Conflict(f"{task_id} is ready but not claimed by you; call claim_task(task_id='{task_id}') first")
+    if state == TaskState.BLOCKED and holder is None:
+        return Conflict(f"{task_id} is blocked ({row['blocked_reason']}); unblock it first (status 'open')")
     if state == TaskState.BLOCKED and holder != actor.name:
         return NotPermitted(f"{task_id} was blocked by {holder}: {row['blocked_reason']}")
     if state == TaskState.OPEN:

@@ -19,7 +19,7 @@ from jetpack.tasks.sql import READY_T, after_state_change, ready_condition, refr
 
 class StatusChange(StrEnum):
     IN_PROGRESS = "in_progress"  # holder: work has started (renews the lease)
-    BLOCKED = "blocked"  # holder: cannot go on until something outside changes (reason required)
+    BLOCKED = "blocked"  # holder, or anyone for an unclaimed leaf: waits on something outside (reason required)
     OPEN = "open"  # anyone: unblock a blocked task; it returns to the queue
     CANCELLED = "cancelled"  # not needed any more (with its unfinished subtasks)
 
@@ -96,7 +96,23 @@ def _report_progress(
     rows = ctx.store.write([log_note, update])[1]
     if rows:
         return task_from_row(rows[0])
+    if status is StatusChange.BLOCKED and (blocked := _block_unclaimed(ctx, actor, task_id, note, now)):
+        return blocked
     raise _not_holder(ctx, actor, ctx.require_row(task_id), "update")
+
+
+def _block_unclaimed(ctx: QueueContext, actor: Actor, task_id: str, note: str | None, now: int) -> Task | None:
+    """Hold back an unclaimed leaf (open or ready) until someone unblocks it: anyone may, with a
+    reason. A claimed task is blocked only by its holder (the caller gets that refusal)."""
+    rows = ctx.store.execute(
+        """UPDATE tasks SET state = 'blocked', blocked_reason = :note, change_kind = 'blocked',
+            changed_by = :actor, change_note = :note, updated_at = :now
+        WHERE id = :id AND state IN ('open', 'ready')
+          AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = :id AND c.state != 'cancelled')
+        RETURNING *""",
+        {"id": task_id, "actor": actor.name, "note": note, "now": now},
+    )
+    return task_from_row(rows[0]) if rows else None
 
 
 def _unblock(ctx: QueueContext, actor: Actor, task_id: str, note: str | None) -> Task:

@@ -1,0 +1,1 @@
+"""The web dashboard: a Starlette app over the DataLayer, pushed live from the events table."""
