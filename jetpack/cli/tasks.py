@@ -453,7 +453,7 @@ def _simple_change(name: str, help_text: str, example: str) -> Any:
 
 _simple_change(
     "block",
-    "Mark a task you hold as blocked (it needs --reason).",
+    "Block a task you hold, or an unclaimed one, so no one claims it (it needs --reason).",
     'jetpack task block jp-a3f8.1 -r "waiting for API keys"',
 )
 _simple_change("unblock", "Return a blocked task to the queue.", "jetpack task unblock jp-a3f8.1")
