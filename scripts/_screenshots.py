@@ -28,7 +28,9 @@ FLAGS = [
 
 def jetpack(project: Path, *args: str) -> str:
     env = {**os.environ, "JETPACK_PROJECT_DIR": str(project)}
-    done = subprocess.run([sys.executable, "-m", "jetpack", *args], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "jetpack", *args], check=False, env=env, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"jetpack {' '.join(args)} failed: {done.stderr}")
     return done.stdout
