@@ -1,5 +1,6 @@
-"""The HTTP transports: Streamable HTTP at ``/mcp``, SSE at ``/sse`` (for older clients), and
-``GET /healthz``, served by uvicorn (``jetpack serve --http``).
+"""The HTTP transports: Streamable HTTP at ``/mcp``, SSE at ``/sse`` (for older clients),
+``GET /healthz``, and the dashboard at ``/`` (jetpack/dashboard), served by uvicorn
+(``jetpack serve --http``).
 
 One MCPServer serves both transports. Every MCP connection is its own agent session
 (``ConnectionSessions``); the lease sweeper and the inbox watcher run once per process. Tool
