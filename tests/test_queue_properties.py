@@ -292,7 +292,7 @@ class Model:
 
     def check_cancel(self, actor: Actor, task: MTask) -> list[MTask]:
         subtree = self.subtree(task.id)
-        if any(t.state in (*HELD, BLOCKED) and t.assignee != actor.name for t in subtree):
+        if any(t.state in (*HELD, BLOCKED) and t.assignee not in (None, actor.name) for t in subtree):
             raise Refused(NotPermitted)
         doomed = [t for t in subtree if t.state not in FINISHED]
         if not doomed and task.state != CANCELLED:
@@ -695,6 +695,10 @@ class QueueMachine(RuleBasedStateMachine):
             if status is StatusChange.OPEN:
                 if task.state != BLOCKED:
                     raise Refused(Conflict)
+            elif (
+                status is StatusChange.BLOCKED and task.state in (OPEN, READY) and not self.model.live_children(task.id)
+            ):
+                pass  # anyone may hold back an unclaimed leaf
             elif status is not None or note is not None:
                 self.model.check_holder(actor, task)
             if priority is not None and task.state in FINISHED:
@@ -887,8 +891,8 @@ class QueueMachine(RuleBasedStateMachine):
                 assert row["assignee"] and row["lease_expires_at"], f"{tid} is {state} without holder/lease"
             if state in WAITING:
                 assert row["assignee"] is None and row["lease_expires_at"] is None, f"{tid} is {state} but assigned"
-            if state == BLOCKED:
-                assert row["assignee"] and row["lease_expires_at"] is None
+            if state == BLOCKED:  # blocked by its holder, or held back unclaimed (no assignee)
+                assert row["lease_expires_at"] is None
             # 5. Roll-up: a parent is done iff all its live children are done.
             if live[tid] and state != CANCELLED:
                 all_done = all(rows[c]["state"] == DONE for c in live[tid])
