@@ -28,6 +28,7 @@ from jetpack.agents import AgentRegistry, check_agent_name
 from jetpack.agents.health import MAX_AGENTS, LifecycleContext, list_agents
 from jetpack.config import Settings
 from jetpack.dashboard import layout, metrics, tree
+from jetpack.dashboard.cards import CARD_COLUMNS, LEAF, card_json, card_of, cards
 from jetpack.dashboard.live import event_json, newest_event_id
 from jetpack.dashboard.moves import move_task, parse_state, reprioritise
 from jetpack.errors import Conflict, InvalidInput, JetpackError, NotFound, NotPermitted
@@ -48,11 +49,6 @@ from jetpack.tasks.ids import check_task_id
 T = TypeVar("T")
 
 FINAL_SHOWN = 200  # newest cards shown per finished column; the rest are counted
-CARD_COLUMNS = (
-    "id, title, state, priority, assignee, parent_id, lease_expires_at, blocked_reason, labels, skills, "
-    "attempts, max_attempts, updated_at"
-)
-LEAF = "NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)"
 FINISHED_STATES = ("done", "failed", "cancelled")
 MAX_IDS = 500
 
@@ -82,13 +78,6 @@ class Dashboard:
         return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self.limiter)
 
 
-def card_json(row: Row) -> dict[str, Any]:
-    card = dict(row)
-    card["labels"] = json.loads(row["labels"])
-    card["skills"] = json.loads(row["skills"])
-    return card
-
-
 def board(store: DataLayer) -> dict[str, Any]:
     """Every leaf task as a card; of the finished ones the newest FINAL_SHOWN per state."""
     cursor = newest_event_id(store)  # before the read: events after it may already show; never fewer
@@ -104,20 +93,6 @@ def board(store: DataLayer) -> dict[str, Any]:
         if len(done) > FINAL_SHOWN:
             hidden[state] = len(done) - FINAL_SHOWN
     return {"cursor": cursor, "cards": [card_json(r) for r in cards], "hidden": hidden}
-
-
-def cards(store: DataLayer, ids: list[str]) -> dict[str, Any]:
-    rows = store.query(
-        f"SELECT {CARD_COLUMNS} FROM tasks t WHERE {LEAF} AND id IN (SELECT value FROM json_each(:ids))",
-        {"ids": json.dumps(ids)},
-    )
-    found = {r["id"] for r in rows}
-    return {"cards": [card_json(r) for r in rows], "missing": [i for i in ids if i not in found]}
-
-
-def card_of(store: DataLayer, task_id: str) -> dict[str, Any] | None:
-    rows = cards(store, [task_id])["cards"]
-    return rows[0] if rows else None
 
 
 def overview(dash: Dashboard, actor: str) -> dict[str, Any]:

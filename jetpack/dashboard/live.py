@@ -3,8 +3,10 @@
 **One reader per process.** ``EventFeed`` polls the table for rows after the newest it has seen
 (an indexed range read) and hands each batch, encoded to JSON once, to every connected client:
 the database sees the same load with one dashboard or a hundred, and the agents' calls do not
-compete with a query per client. The poll runs every ``interval`` seconds while anyone is
-connected, less often when no one is (it still advances, so it never starts from a stale point).
+compete with a query per client. Each batch carries the current cards of the tasks its events
+touched (read once, in the same tick), so a page updates its board without asking for them. The
+poll runs every ``interval`` seconds while anyone is connected, less often when no one is (it still
+advances, so it never starts from a stale point).
 
 **Resume.** A client says ``{"type": "hello", "cursor": N}``; it receives every event with an id
 above N, once, in order, then the live batches. It subscribes *before* reading its backlog, and
@@ -26,6 +28,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from jetpack.dashboard.cards import cards
 from jetpack.store import DataLayer, Row
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ def newest_event_id(store: DataLayer) -> int:
 @dataclass(frozen=True)
 class Batch:
     events: list[dict[str, Any]]
+    touched: dict[str, Any]  # {"cards": the current cards of the tasks these events touched, "gone": ids}
     text: str  # the "events" message, encoded once for every client
 
     @property
@@ -75,12 +79,24 @@ class Batch:
         return int(self.events[-1]["id"])
 
     @classmethod
-    def of(cls, events: list[dict[str, Any]]) -> Batch:
-        return cls(events, _events_message(events))
+    def of(cls, events: list[dict[str, Any]], touched: dict[str, Any]) -> Batch:
+        return cls(events, touched, _events_message(events, touched))
 
 
-def _events_message(events: list[dict[str, Any]]) -> str:
-    return json.dumps({"type": "events", "events": events, "cursor": events[-1]["id"]}, separators=(",", ":"))
+def _events_message(events: list[dict[str, Any]], touched: dict[str, Any]) -> str:
+    message = {"type": "events", "events": events, "cursor": events[-1]["id"], **touched}
+    return json.dumps(message, separators=(",", ":"))
+
+
+def read_batch(store: DataLayer, cursor: int, limit: int = PAGE) -> Batch | None:
+    """The events after ``cursor`` and the cards of the tasks they touched: a page updates its
+    board from the message alone, so twenty pages cost one read, not twenty."""
+    events = events_after(store, cursor, limit)
+    if not events:
+        return None
+    ids = list(dict.fromkeys(e["task_id"] for e in events if e["task_id"]))
+    found = cards(store, ids) if ids else {"cards": [], "missing": []}
+    return Batch.of(events, {"cards": found["cards"], "gone": found["missing"]})
 
 
 RunRead = Callable[..., Awaitable[Any]]  # runs a blocking read off the event loop: run(fn, *args)
@@ -123,10 +139,9 @@ class EventFeed:
     async def poll(self) -> int:
         assert self.latest is not None
         self.polls += 1
-        events = await self.run_read(events_after, self.store, self.latest)
-        if not events:
+        batch = await self.run_read(read_batch, self.store, self.latest)
+        if batch is None:
             return 0
-        batch = Batch.of(events)
         self.latest = batch.last
         for client in list(self._clients):
             try:
@@ -135,7 +150,7 @@ class EventFeed:
                 self._drop(client)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 self._drop(client)
-        return len(events)
+        return len(batch.events)
 
     def subscribe(self) -> Subscription:
         send, receive = anyio.create_memory_object_stream[Batch](CLIENT_BUFFER)
@@ -213,11 +228,11 @@ async def _stream(
     await websocket.send_text(json.dumps({"type": "welcome", "cursor": cursor}))
     sent = cursor
     while True:  # the backlog, page by page
-        events = await feed.run_read(events_after, feed.store, sent)
-        if not events:
+        page = await feed.run_read(read_batch, feed.store, sent)
+        if page is None:
             break
-        await websocket.send_text(_events_message(events))
-        sent = int(events[-1]["id"])
+        await websocket.send_text(page.text)
+        sent = page.last
     fell_behind = False
     async with anyio.create_task_group() as group:
         group.start_soon(_watch_close, websocket, group.cancel_scope)
@@ -227,7 +242,8 @@ async def _stream(
             if batch.events[0]["id"] > sent:
                 await websocket.send_text(batch.text)
             else:
-                await websocket.send_text(_events_message([e for e in batch.events if e["id"] > sent]))
+                unseen = [e for e in batch.events if e["id"] > sent]
+                await websocket.send_text(_events_message(unseen, batch.touched))
             sent = batch.last
         fell_behind = True  # the feed dropped this client (its buffer was full) or is shutting down
         group.cancel_scope.cancel()

@@ -307,6 +307,7 @@ function initCursor(cursor) {
 
 function setLive(status) {
   const node = $('#live');
+  if (node.dataset.status === status) return;
   node.dataset.status = status;
   node.textContent = { connecting: 'connecting', connected: 'live', offline: 'offline' }[status];
 }
@@ -335,7 +336,7 @@ function onLiveMessage(raw) {
     const cursor = Number.isInteger(message.cursor) ? message.cursor : Math.max(lastCursor ?? 0, ...events.map((e) => e.id));
     lastCursor = Math.max(lastCursor ?? 0, cursor);
     setLive('connected');
-    if (events.length) dispatchEvents(events);
+    if (events.length) dispatchEvents(events, message);
   } else if (message.type === 'error' && message.message) {
     notify(message.message);
   }
@@ -361,8 +362,9 @@ function scheduleReconnect() {
   live.timer = setTimeout(connectLive, delay);
 }
 
-function dispatchEvents(events) {
-  currentView?.onEvents?.(events);
+/** `message` also carries the current cards of the tasks the events touched ("cards", "gone"). */
+function dispatchEvents(events, message) {
+  currentView?.onEvents?.(events, message);
   detailsOnEvents(events);
 }
 
@@ -750,6 +752,12 @@ const fetchWantedSoon = refresher(async () => {
   }
 }, 50, 50);
 
+function applyCards(cards, gone) {
+  if (!board.mounted) return;
+  for (const card of cards) upsertCard(card);
+  for (const id of gone) if (!board.pending.has(id)) removeCard(id);
+}
+
 function columnOf(target) {
   return target.closest?.('.column') ?? null;
 }
@@ -835,8 +843,12 @@ views.board = {
     if (board.wanted.size) fetchWantedSoon();
     return root;
   },
-  onEvents(events) {
-    requestCards(events.filter(isTaskEvent).map((event) => event.task_id));
+  onEvents(events, message) {
+    if (Array.isArray(message?.cards)) {
+      applyCards(message.cards, message.gone ?? []); // the feed sent them: no request per page
+    } else {
+      requestCards(events.filter(isTaskEvent).map((event) => event.task_id));
+    }
   },
   unmount() {
     board.wanted.clear();
