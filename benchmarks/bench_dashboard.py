@@ -64,6 +64,7 @@ from _common import (
 )
 
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
+from browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from http_agent import HttpAgent  # noqa: E402
 
 AGENTS = 8
@@ -72,15 +73,6 @@ DASHBOARDS = 20
 CARDS_PER_REQUEST = 100  # as the page asks (app.js)
 RATIO_TARGET = 1.20
 LATENCY_TARGET = 1.0  # "well under a second" (docs/dashboard.md); the browser test's acceptance
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAGE_TIMEOUT_MS = 120_000  # only against hangs
 
 

@@ -15,15 +15,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "docs" / "images"
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from browser import launch  # noqa: E402
+
 VIEWS = ("board", "tree", "graph", "agents", "mail", "reservations", "memory", "quality", "metrics")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def jetpack(project: Path, *args: str) -> str:
@@ -104,7 +99,7 @@ def main() -> None:
                 time.sleep(0.1)
         IMAGES.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            browser = launch(playwright)
             for width, height, suffix in ((1280, 800, ""), (390, 844, "-phone")):
                 page = browser.new_page(viewport={"width": width, "height": height})
                 for view in VIEWS if not suffix else ("board",):

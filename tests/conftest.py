@@ -17,7 +17,7 @@ from jetpack.clock import ManualClock
 from jetpack.config import Settings, TaskSettings, load_settings
 from jetpack.server import IdentityDefaults, build_parts, create_server
 from jetpack.store import DataLayer, open_store
-from jetpack.tasks import QueueContext
+from jetpack.tasks import NewTask, QueueContext
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,3 +152,23 @@ def subprocess_env(project: Path, **extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
+
+
+def diamond_plan() -> list[NewTask]:
+    """a(10) → b(30), c(5) → d(10); e(40) blocks the epic, whose leaf e2 also waits on a (critical: a b d)."""
+    return [
+        NewTask(title="a", ref="a", estimate_minutes=10),
+        NewTask(title="b", ref="b", depends_on=["a"], estimate_minutes=30),
+        NewTask(title="c", ref="c", depends_on=["a"], estimate_minutes=5),
+        NewTask(title="d", ref="d", depends_on=["b", "c"], estimate_minutes=10),
+        NewTask(title="e", ref="e", estimate_minutes=40),
+        NewTask(
+            title="epic",
+            ref="epic",
+            depends_on=["e"],
+            children=[
+                NewTask(title="e1", ref="e1", estimate_minutes=5),
+                NewTask(title="e2", ref="e2", estimate_minutes=5, depends_on=["a"]),
+            ],
+        ),
+    ]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import diamond_plan
 from mcp import Client
 
 from jetpack.actor import Actor
@@ -52,25 +53,7 @@ def ids_of(graph: TaskGraph, positions: list[int]) -> set[str]:
 @pytest.fixture
 def diamond(queue: QueueContext) -> dict[str, str]:
     """a(10) → b(30), c(5) → d(10); e(40) blocks the epic, whose leaf e2 also waits on a."""
-    return make(
-        queue,
-        [
-            NewTask(title="a", ref="a", estimate_minutes=10),
-            NewTask(title="b", ref="b", depends_on=["a"], estimate_minutes=30),
-            NewTask(title="c", ref="c", depends_on=["a"], estimate_minutes=5),
-            NewTask(title="d", ref="d", depends_on=["b", "c"], estimate_minutes=10),
-            NewTask(title="e", ref="e", estimate_minutes=40),
-            NewTask(
-                title="epic",
-                ref="epic",
-                depends_on=["e"],
-                children=[
-                    NewTask(title="e1", ref="e1", estimate_minutes=5),
-                    NewTask(title="e2", ref="e2", estimate_minutes=5, depends_on=["a"]),
-                ],
-            ),
-        ],
-    )
+    return make(queue, diamond_plan())
 
 
 def test_critical_path_is_the_heaviest_chain_of_estimates(store: DataLayer, diamond: dict[str, str]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from itertools import combinations
 
 import pytest
+from conftest import diamond_plan
 
 from jetpack.actor import Actor
 from jetpack.dashboard.layout import TITLE_MAX, GraphLayout, GraphNode, graph_layout
@@ -35,26 +36,7 @@ def make(queue: QueueContext, specs: list[NewTask]) -> dict[str, str]:
 @pytest.fixture
 def plan(queue: QueueContext) -> dict[str, str]:
     """a(10) → b(30), c(5) → d(10); e(40) blocks the epic, whose leaf e2 also waits on a; x alone."""
-    return make(
-        queue,
-        [
-            NewTask(title="a", ref="a", estimate_minutes=10),
-            NewTask(title="b", ref="b", depends_on=["a"], estimate_minutes=30),
-            NewTask(title="c", ref="c", depends_on=["a"], estimate_minutes=5),
-            NewTask(title="d", ref="d", depends_on=["b", "c"], estimate_minutes=10),
-            NewTask(title="e", ref="e", estimate_minutes=40),
-            NewTask(
-                title="epic",
-                ref="epic",
-                depends_on=["e"],
-                children=[
-                    NewTask(title="e1", ref="e1", estimate_minutes=5),
-                    NewTask(title="e2", ref="e2", estimate_minutes=5, depends_on=["a"]),
-                ],
-            ),
-            NewTask(title="x " + "long title " * 10, ref="x"),
-        ],
-    )
+    return make(queue, [*diamond_plan(), NewTask(title="x " + "long title " * 10, ref="x")])
 
 
 def by_id(layout: GraphLayout) -> dict[str, GraphNode]:

@@ -13,17 +13,19 @@ Reusable for scale-out tests (two `HttpServer`s on one project) and benchmarks (
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
+import pytest
 from conftest import jetpack_command, subprocess_env
 from e2e_helpers import RESPONSE_TIMEOUT, kill_process, server_env
 from mcp import Client
@@ -70,6 +72,26 @@ def run_cli(project: Path, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def add_task(project: Path, title: str, *args: str) -> str:
+    """`jetpack task add TITLE ARGS` as 'planner'; the new task's id."""
+    out = json.loads(run_cli(project, "task", "add", title, "--as", "planner", "--json", *args))
+    return str(out["created"][0]["id"])
+
+
+@pytest.fixture(name="project")
+def initialised_project(tmp_path: Path) -> Path:
+    """A `jetpack init`ed project without a rate limit (import it into a test module to use it)."""
+    init_project(tmp_path, rate_limit_per_second=0)
+    return tmp_path
+
+
+@pytest.fixture(name="server")
+def loopback_server(project: Path) -> Iterator[HttpServer]:
+    """`jetpack serve --http` on loopback for ``project``."""
+    with HttpServer(project) as running:
+        yield running
 
 
 def create_token(project: Path, agent: str | None = None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +13,21 @@ import httpx2
 import pytest
 from conftest import jetpack_command
 from e2e_helpers import kill_process, server_env
-from e2e_http import HttpServer, create_token, free_port, init_project, run_cli
+from e2e_http import (  # project, server: the fixtures
+    HttpServer,
+    add_task,
+    create_token,
+    free_port,
+    initialised_project,  # noqa: F401
+    loopback_server,  # noqa: F401
+    run_cli,
+)
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 30.0  # only against hangs
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    init_project(tmp_path, rate_limit_per_second=0)
-    return tmp_path
-
-
-@pytest.fixture
-def server(project: Path) -> Iterator[HttpServer]:
-    with HttpServer(project) as running:
-        yield running
-
-
-def add_task(project: Path, title: str, *args: str) -> str:
-    out = json.loads(run_cli(project, "task", "add", title, "--as", "planner", "--json", *args))
-    return str(out["created"][0]["id"])
 
 
 def api(server: HttpServer, path: str, token: str | None = None) -> httpx2.Response:

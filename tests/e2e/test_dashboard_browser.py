@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,20 +16,18 @@ from typing import Any
 
 import httpx2
 import pytest
+from browser import chromium_missing, launch
 from conftest import REPO
-from e2e_http import HttpServer, init_project, run_cli
+from e2e_http import (  # project, server: the fixtures
+    HttpServer,
+    add_task,
+    initialised_project,  # noqa: F401
+    loopback_server,  # noqa: F401
+    run_cli,
+)
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("JETPACK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(os.environ.get("JETPACK_TEST_ARTIFACTS", REPO / "test-artifacts")) / "dashboard"
 WAIT_MS = 15_000  # only against hangs
 LIVE_MS = 1_000  # the acceptance: an agent's change reaches the page within a second
@@ -39,25 +36,14 @@ VIEWS = ("board", "tree", "graph", "agents", "mail", "reservations", "memory", "
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e .[dev])")
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    if (missing := chromium_missing()) is not None:
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = launch(playwright)
         yield launched
         launched.close()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    init_project(tmp_path, rate_limit_per_second=0)
-    return tmp_path
-
-
-@pytest.fixture
-def server(project: Path) -> Iterator[HttpServer]:
-    with HttpServer(project) as running:
-        yield running
 
 
 class Page:
@@ -111,11 +97,6 @@ def page(browser: Any, server: HttpServer) -> Iterator[Page]:
     tab = Page(browser, server)
     yield tab
     tab.close()
-
-
-def add_task(project: Path, title: str, *args: str) -> str:
-    out = json.loads(run_cli(project, "task", "add", title, "--as", "planner", "--json", *args))
-    return str(out["created"][0]["id"])
 
 
 def task_state(project: Path, task_id: str) -> str:

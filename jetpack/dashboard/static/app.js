@@ -459,7 +459,8 @@ async function moveTask(id, to, knownTask = null) {
     }
     return true;
   } catch (err) {
-    notify(`Could not move ${id} to ${stateLabel(to)}: ${errorMessage(err)}`);
+    const why = errorMessage(err); // the service's refusals name the task already
+    notify(why.includes(id) ? why.charAt(0).toUpperCase() + why.slice(1) : `Could not move ${id} to ${stateLabel(to)}: ${why}`);
     if (onBoard) board.refused.add(id);
     return false;
   } finally {
