@@ -23,7 +23,7 @@ from jetpack.mail.inbox import attention
 from jetpack.mail.model import MailContext
 from jetpack.memory.backlog import backlog_statement, drain_all
 from jetpack.memory.context import MemoryContext
-from jetpack.memory.loop import check_learnings, memories_for_task
+from jetpack.memory.loop import check_learnings, memories_for_task, says_something
 from jetpack.memory.model import MemoryHit
 from jetpack.reservations.service import (
     ConflictView,
@@ -102,6 +102,7 @@ def complete_for_agent(
 ) -> Task:
     touched = normalise_paths(reservations, files_touched) if files_touched else []
     lessons = check_learnings(learnings)
+    informative = says_something(summary, lessons, touched)
     task = complete_task(
         queue,
         actor,
@@ -110,11 +111,24 @@ def complete_for_agent(
         files_touched=touched,
         also=lambda now: [
             release_for_task(actor.name, task_id, now),
-            backlog_statement(task_id, actor.name, summary, lessons, failed=False, now=now),
+            backlog_statement(
+                task_id,
+                actor.name,
+                summary,
+                lessons,
+                failed=False,
+                now=now,
+                informative=informative,
+            ),
         ],
     )
-    _remember_soon(memory)
+    if informative or _was_given_memories(memory, task_id):  # else nothing was queued: no drain to run
+        _remember_soon(memory)
     return task
+
+
+def _was_given_memories(memory: MemoryContext, task_id: str) -> bool:
+    return bool(memory.store.query("SELECT 1 FROM memory_uses WHERE task_id = :task LIMIT 1", {"task": task_id}))
 
 
 def fail_for_agent(

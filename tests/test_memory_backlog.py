@@ -59,6 +59,26 @@ def test_without_a_worker_the_outcome_is_remembered_before_the_call_returns(
     assert count(mem.store, "memory_backlog") == 0
 
 
+def test_an_outcome_that_says_nothing_is_not_remembered_unless_the_task_was_given_memories(
+    queue: QueueContext, reservations: ReservationContext, mem: MemoryContext, alice: Actor
+) -> None:
+    bare = claimed_task(queue, alice, "Add rate limiting to the API")
+    workloop.complete_for_agent(queue, reservations, mem, alice, bare, "done")
+    assert outcomes(mem.store, bare) == 0 and count(mem.store, "memory_backlog") == 0
+    with_files = claimed_task(queue, alice, "Add a retry budget")
+    workloop.complete_for_agent(queue, reservations, mem, alice, with_files, "done", files_touched=["api/retry.py"])
+    assert outcomes(mem.store, with_files) == 1
+
+    # A task that was given memories at its claim reports back even when its summary is bare.
+    helped = claimed_task(queue, alice, "Add rate limiting to the admin API")
+    mem.store.execute(
+        "INSERT INTO memory_uses(task_id, memory_id, agent, used_at) SELECT :task, id, 'alice', 0 FROM memories",
+        {"task": helped},
+    )
+    workloop.complete_for_agent(queue, reservations, mem, alice, helped, "done")
+    assert outcomes(mem.store, helped) == 1
+
+
 def test_with_a_worker_the_call_only_queues_the_outcome(
     queue: QueueContext, reservations: ReservationContext, mem: MemoryContext, alice: Actor
 ) -> None:
@@ -138,7 +158,9 @@ def test_the_worker_thread_drains_when_poked_and_stops_cleanly(
     try:
         ids = [claimed_task(queue, alice, f"Task number {i} of the batch") for i in range(3)]
         for task_id in ids:
-            workloop.complete_for_agent(queue, reservations, mem, alice, task_id, f"finished {task_id}")
+            workloop.complete_for_agent(
+                queue, reservations, mem, alice, task_id, f"finished {task_id} with tests green"
+            )
         deadline = time.monotonic() + WORKER_WAIT_SECONDS
         while count(store, "memory_backlog") and time.monotonic() < deadline:
             time.sleep(0.02)

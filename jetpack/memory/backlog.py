@@ -37,15 +37,24 @@ FINAL_DRAIN_SECONDS = 10.0
 
 
 def backlog_statement(
-    task_id: str, agent: str, summary: str, learnings: Sequence[str], *, failed: bool, now: int
+    task_id: str,
+    agent: str,
+    summary: str,
+    learnings: Sequence[str],
+    *,
+    failed: bool,
+    now: int,
+    informative: bool = True,
 ) -> Statement:
     """The outcome's backlog row. For a completion it joins the completion's batch and adds the row
-    only if that completion happened (the task done, closed at ``now`` by ``agent``)."""
+    only if that completion happened (the task done, closed at ``now`` by ``agent``), and only if
+    there is something to keep: an ``informative`` outcome, or a task that was given memories (whose
+    success adjusts their confidence)."""
     condition = (
         "1"
         if failed
         else "EXISTS (SELECT 1 FROM tasks WHERE id = :task AND state = 'done' AND closed_at = :now "
-        "AND changed_by = :agent)"
+        "AND changed_by = :agent) AND (:informative OR EXISTS (SELECT 1 FROM memory_uses WHERE task_id = :task))"
     )
     return Statement(
         "INSERT INTO memory_backlog(task_id, agent, summary, learnings, failed, created_at) "
@@ -57,6 +66,7 @@ def backlog_statement(
             "learnings": json.dumps(list(learnings)),
             "failed": int(failed),
             "now": now,
+            **({} if failed else {"informative": informative}),
         },
     )
 

@@ -56,6 +56,16 @@ def check_learnings(learnings: Sequence[str] | None) -> list[str]:
     return items
 
 
+INFORMATIVE_WORDS = 3
+
+
+def says_something(summary: str, learnings: Sequence[str], files_touched: Sequence[str]) -> bool:
+    """Whether a completion is worth an episodic memory: learnings, files, or a summary of a few
+    words. "done" says nothing the task's own record does not; remembering it would only crowd
+    recall (and run the model on every completion for nothing)."""
+    return bool(learnings or files_touched) or len(summary.split()) >= INFORMATIVE_WORDS
+
+
 def outcome_text(agent: str, task: Task, summary: str, *, failed: bool) -> str:
     verb = "failed" if failed else "completed"
     text = f"Task {task.id} “{task.title}” {verb} by {agent}: {summary.strip() or 'no summary given'}"
