@@ -128,7 +128,9 @@ def complete_for_agent(
 
 
 def _was_given_memories(memory: MemoryContext, task_id: str) -> bool:
-    return bool(memory.store.query("SELECT 1 FROM memory_uses WHERE task_id = :task LIMIT 1", {"task": task_id}))
+    return memory.has_memories() and bool(
+        memory.store.query("SELECT 1 FROM memory_uses WHERE task_id = :task LIMIT 1", {"task": task_id})
+    )
 
 
 def fail_for_agent(

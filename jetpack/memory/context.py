@@ -19,6 +19,7 @@ from jetpack.store import DataLayer, Statement
 
 EMBED_CACHE_SIZE = 4_096
 MODEL_CHECK_SECONDS = 60.0
+NO_MEMORIES_RECHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -34,6 +35,8 @@ class MemoryContext:
     _recent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _model_checked_at: float | None = field(default=None, repr=False)
     _has_fts: bool | None = field(default=None, repr=False)
+    _none_until: float = field(default=0.0, repr=False)  # "no memories yet" holds until then (monotonic)
+    _some: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.index is None:
@@ -58,6 +61,21 @@ class MemoryContext:
 
     def now(self) -> int:
         return self.clock.now_ms()
+
+    def saw_memory(self) -> None:
+        self._some = True
+
+    def has_memories(self) -> bool:
+        """Whether any memory exists: every claim asks (before running the model), so the answer is
+        kept — "yes" for good (memories are rarely all forgotten, and recall then finds nothing
+        anyway), "not yet" for a second (a first memory written by another process is seen within one)."""
+        if self._some:
+            return True
+        if time.monotonic() < self._none_until:
+            return False
+        self._some = bool(self.store.query("SELECT 1 FROM memories LIMIT 1"))
+        self._none_until = time.monotonic() + NO_MEMORIES_RECHECK_SECONDS
+        return self._some
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.embedder.embed(texts)

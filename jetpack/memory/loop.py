@@ -21,7 +21,7 @@ MIN_RELEVANCE = 0.25
 
 def memories_for_task(ctx: MemoryContext, agent: str, task: Task) -> list[MemoryHit]:
     """The memories most relevant to a task (its title, description and files), within the budget."""
-    if ctx.settings.claim_memories == 0 or not ctx.store.query("SELECT 1 FROM memories LIMIT 1"):
+    if ctx.settings.claim_memories == 0 or not ctx.has_memories():
         return []
     query = " ".join([task.title, task.description[:600], " ".join(task.files[:20])]).strip()
     hits = recall(ctx, query[:1_900], k=ctx.settings.claim_memories, min_score=MIN_RELEVANCE, known_not_empty=True)

@@ -88,6 +88,7 @@ def remember(ctx: MemoryContext, agent: str | None, memory: NewMemory) -> Rememb
             *ctx.vectors.insert_newest(memory.layer, vector),
         ]
     )
+    ctx.saw_memory()
     return RememberResult(id=rows[1][0]["id"], layer=memory.layer, expires_at=to_datetime(expires))
 
 
