@@ -157,12 +157,36 @@ class _DirectCalls:
             result = CallToolResult(content=[TextContent(type="text", text=str(error))], is_error=True)
         # What the SDK's per-version sieve yields for a handshake-era CallToolResult (the parity
         # test compares the two): the dump without the 2026-only resultType.
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"result_type"})
-        self._reply(message["id"], {"result": dumped})
+        plain = _plain_dump(result)
+        try:
+            if plain is None:
+                raise TypeError("not a plain result")
+            self._reply(message["id"], {"result": plain})
+        except TypeError:  # another shape, or structured content json cannot encode as it is
+            dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"result_type"})
+            self._reply(message["id"], {"result": dumped})
 
     def _reply(self, request_id: Any, body: dict[str, Any]) -> None:
         payload = {"jsonrpc": "2.0", "id": request_id, **body}
         self._send(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+
+
+def _plain_dump(result: CallToolResult) -> dict[str, Any] | None:
+    """What ``model_dump`` yields for the results our tools build (text content, JSON-ready
+    structured content, no metadata), without its cost; None for any other shape. A test holds
+    the two equal."""
+    if type(result) is not CallToolResult or result.meta is not None:
+        return None
+    content = []
+    for item in result.content:
+        if type(item) is not TextContent or item.annotations is not None or item.meta is not None:
+            return None
+        content.append({"type": "text", "text": item.text})
+    dumped: dict[str, Any] = {"content": content}
+    if result.structured_content is not None:
+        dumped["structuredContent"] = result.structured_content
+    dumped["isError"] = result.is_error
+    return dumped
 
 
 def _log_tool_failure(name: str, error: Exception) -> None:
