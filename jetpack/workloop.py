@@ -44,6 +44,7 @@ class ClaimContext(BaseModel):
 
     conflicts: list[ConflictView] = []
     unread_mail: int = 0
+    attention: tuple[int, int] | None = None  # (urgent unread, awaiting ack), read with unread_mail
     memories: list[MemoryHit] = []
     also_claimed: list[Task] = []  # a batch claim's other tasks (claim_task(batch=n))
 
@@ -72,12 +73,16 @@ def claim_for_agent(
             conflicts = find_conflicts(reservations, actor.name, normalise_paths(reservations, planned))
         except InvalidInput:
             conflicts = []  # a planned path that is not a valid pattern cannot be checked; the claim stands
-    unread, _, _ = attention(mail, actor.name, with_unread=True)
+    unread, urgent, ack = attention(mail, actor.name, with_unread=True)
     return (
         task,
         None,
         ClaimContext(
-            conflicts=conflicts, unread_mail=unread, memories=_memories(memory, actor, task), also_claimed=others
+            conflicts=conflicts,
+            unread_mail=unread,
+            attention=(urgent, ack),
+            memories=_memories(memory, actor, task),
+            also_claimed=others,
         ),
     )
 

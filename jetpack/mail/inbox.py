@@ -133,6 +133,11 @@ def attention(ctx: MailContext, agent: str, *, with_unread: bool = False) -> tup
 def attention_notice(ctx: MailContext, agent: str) -> str | None:
     """The one line every tool result carries while urgent or ack-required mail waits."""
     _, urgent, ack = attention(ctx, agent)
+    return notice_text(urgent, ack)
+
+
+def notice_text(urgent: int, ack: int) -> str | None:
+    """The notice for these counts (None when nothing waits)."""
     if not urgent and not ack:
         return None
     parts = []

@@ -70,6 +70,8 @@ class AgentSession:
     authorize_name: Callable[[str], None] | None = None
     _actor: Actor | None = None
     _last_touch_ms: int = 0
+    # The mail counts a tool already read during the current call, for its result's mail notice.
+    attention_seen: tuple[int, int] | None = None
     # Over HTTP, calls of one session may run at once on worker threads.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from jetpack.actor import Actor
 from jetpack.errors import JetpackError
 from jetpack.mail import attention_notice
+from jetpack.mail.inbox import notice_text
 from jetpack.server.session import AgentSession
 from jetpack.store import StoreBusy, StoreUnreachable
 from jetpack.tasks.model import compact, describe_validation_error
@@ -57,7 +58,9 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        ctx = kwargs.get("ctx")
+        ctx: Any = kwargs.get("ctx")
+        if ctx is not None:
+            session_of(ctx).attention_seen = None
         try:
             result = await fn(*args, **kwargs)
         except JetpackError as error:
@@ -84,7 +87,10 @@ def mail_notice(ctx: Any) -> str | None:
         return None
     session = session_of(ctx)
     agent = session.agent_name
-    return None if agent is None else attention_notice(session.mail, agent)
+    if agent is None:
+        return None
+    seen, session.attention_seen = session.attention_seen, None
+    return notice_text(*seen) if seen is not None else attention_notice(session.mail, agent)
 
 
 def _with_notice(message: str, ctx: Any) -> str:

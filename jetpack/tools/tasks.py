@@ -154,6 +154,7 @@ def register_task_tools(mcp: MCPServer) -> None:
             result["unread_mail"] = context.unread_mail
         if context.memories:
             result["memories"] = [compact(m) for m in context.memories]
+        session.attention_seen = context.attention  # the mail notice needs no second read
         return as_result(result)
 
     @mcp.tool(annotations=_WRITE)
