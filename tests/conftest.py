@@ -154,6 +154,23 @@ def subprocess_env(project: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def fresh_graph_cache() -> Iterator[None]:
+    """No TaskGraph analysis cached from another test's database (use with pytest.mark.usefixtures)."""
+    from jetpack.swarm.graph import forget_cached_graphs
+
+    forget_cached_graphs()
+    yield
+    forget_cached_graphs()
+
+
+def make(queue: QueueContext, specs: list[NewTask]) -> dict[str, str]:
+    """Create the tasks as 'planner'; their ids by ref (or title)."""
+    from jetpack.tasks import create_tasks
+
+    return {c.ref or c.title: c.id for c in create_tasks(queue, Actor("planner"), specs)}
+
+
 def diamond_plan() -> list[NewTask]:
     """a(10) → b(30), c(5) → d(10); e(40) blocks the epic, whose leaf e2 also waits on a (critical: a b d)."""
     return [

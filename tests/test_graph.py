@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import diamond_plan
+from conftest import diamond_plan, make
 from mcp import Client
 
 from jetpack.actor import Actor
@@ -18,7 +17,7 @@ from jetpack.errors import InvalidInput, NotFound
 from jetpack.server import IdentityDefaults, build_parts, create_server
 from jetpack.store import DataLayer
 from jetpack.swarm import graph as graph_module
-from jetpack.swarm.graph import TaskGraph, forget_cached_graphs, task_graph
+from jetpack.swarm.graph import TaskGraph, task_graph
 from jetpack.swarm.graph_queries import query_graph
 from jetpack.tasks import (
     NewTask,
@@ -27,23 +26,12 @@ from jetpack.tasks import (
     cancel_task,
     claim_task,
     complete_task,
-    create_tasks,
 )
 
-pytestmark = pytest.mark.both_adapters  # the embedded file and a real tursodb server
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    forget_cached_graphs()
-    yield
-    forget_cached_graphs()
-
-
-def make(queue: QueueContext, specs: list[NewTask]) -> dict[str, str]:
-    """Create the tasks; return their ids by ref (or title)."""
-    created = create_tasks(queue, Actor("planner"), specs)
-    return {c.ref or c.title: c.id for c in created}
+pytestmark = [
+    pytest.mark.both_adapters,  # the embedded file and a real tursodb server
+    pytest.mark.usefixtures("fresh_graph_cache"),
+]
 
 
 def ids_of(graph: TaskGraph, positions: list[int]) -> set[str]:

@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from itertools import combinations
 
 import pytest
-from conftest import diamond_plan
+from conftest import diamond_plan, make
 
 from jetpack.actor import Actor
 from jetpack.dashboard.layout import TITLE_MAX, GraphLayout, GraphNode, graph_layout
 from jetpack.dashboard.tree import TreeNode, task_tree
 from jetpack.errors import InvalidInput
 from jetpack.store import DataLayer
-from jetpack.swarm.graph import forget_cached_graphs, task_graph
+from jetpack.swarm.graph import task_graph
 from jetpack.tasks import NewTask, QueueContext, cancel_task, claim_task, complete_task, create_tasks
 
 both_adapters = pytest.mark.both_adapters  # the SQL must suit a libSQL server too
 PLANNER = Actor("planner")
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    forget_cached_graphs()
-    yield
-    forget_cached_graphs()
-
-
-def make(queue: QueueContext, specs: list[NewTask]) -> dict[str, str]:
-    """Create the tasks; return their ids by ref (or title)."""
-    return {c.ref or c.title: c.id for c in create_tasks(queue, PLANNER, specs)}
+pytestmark = pytest.mark.usefixtures("fresh_graph_cache")
 
 
 @pytest.fixture
