@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,7 +30,7 @@ from jetpack.agents.health import MAX_AGENTS, LifecycleContext, list_agents
 from jetpack.config import Settings
 from jetpack.dashboard import layout, metrics, tree
 from jetpack.dashboard.cards import CARD_COLUMNS, LEAF, card_json, card_of, cards
-from jetpack.dashboard.live import event_json, newest_event_id
+from jetpack.dashboard.live import EVENT_COLUMNS, event_json, newest_event_id
 from jetpack.dashboard.moves import move_task, parse_state, reprioritise
 from jetpack.errors import Conflict, InvalidInput, JetpackError, NotFound, NotPermitted
 from jetpack.mail import MailContext
@@ -45,6 +46,7 @@ from jetpack.server.http_guard import token_of
 from jetpack.store import DataLayer, Row, StoreError
 from jetpack.tasks import QueueContext
 from jetpack.tasks.ids import check_task_id
+from jetpack.tasks.model import describe_validation_error
 
 T = TypeVar("T")
 
@@ -141,7 +143,7 @@ def agents_view(dash: Dashboard) -> dict[str, Any]:
 
 def events_view(store: DataLayer, after: int, limit: int, task_id: str | None, agent: str | None) -> dict[str, Any]:
     rows = store.query(
-        "SELECT id, at, actor, kind, task_id, before_state, after_state, note FROM events "
+        f"SELECT {EVENT_COLUMNS} FROM events "
         "WHERE id > :after AND (:task IS NULL OR task_id = :task) AND (:agent IS NULL OR actor = :agent) "
         "ORDER BY id LIMIT :limit",
         {"after": after, "task": task_id, "agent": agent, "limit": limit},
@@ -240,16 +242,18 @@ def leaderboard_view(store: DataLayer) -> dict[str, Any]:
 
 # -- HTTP plumbing -----------------------------------------------------------------------------
 
-STATUS = {InvalidInput: 400, NotPermitted: 403, NotFound: 404, Conflict: 409}
-CODES = {InvalidInput: "invalid_input", NotPermitted: "not_permitted", NotFound: "not_found", Conflict: "conflict"}
+ERRORS = {  # caller errors: (HTTP status, code)
+    InvalidInput: (400, "invalid_input"),
+    NotPermitted: (403, "not_permitted"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+}
 
 
 def error_response(error: Exception) -> JSONResponse:
-    kind = next((k for k in STATUS if isinstance(error, k)), None)
-    if kind is not None:
-        return JSONResponse({"error": CODES[kind], "message": str(error)}, status_code=STATUS[kind])
+    status, code = next((v for k, v in ERRORS.items() if isinstance(error, k)), (409, "refused"))
     if isinstance(error, JetpackError):
-        return JSONResponse({"error": "refused", "message": str(error)}, status_code=409)
+        return JSONResponse({"error": code, "message": str(error)}, status_code=status)
     message = f"the database did not answer: {error}; try again in a moment"
     return JSONResponse({"error": "storage", "message": message}, status_code=503)
 
@@ -423,8 +427,8 @@ def api_routes(dash: Dashboard) -> list[Route]:
     async def post_mail(request: Request, actor: Actor, body: dict[str, Any]) -> Any:
         try:
             message = NewMessage.model_validate(body)
-        except ValueError as error:
-            raise InvalidInput(f"the message is not valid: {_first_problem(error)}") from None
+        except ValidationError as error:
+            raise InvalidInput(describe_validation_error(error, "message")) from None
         await dash.run(_remember, dash, actor)
         sent = await dash.run(send_mail, dash.mail, Sender(actor.name, SenderKind.HUMAN), message)
         return {"message": sent.model_dump(mode="json")}
@@ -480,12 +484,3 @@ def _peek_inbox(ctx: MailContext, agent: str, limit: int) -> list[dict[str, Any]
 def _remember(dash: Dashboard, actor: Actor) -> None:
     """Make the person known as a mail correspondent (replies can reach them)."""
     AgentRegistry(dash.store, dash.settings.agents, dash.queue.clock).remember(actor.name, [])
-
-
-def _first_problem(error: ValueError) -> str:
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
-    return str(error)

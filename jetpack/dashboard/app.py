@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import cast
@@ -38,7 +37,7 @@ from jetpack.dashboard.api import Dashboard, api_routes
 from jetpack.dashboard.live import EventFeed, serve_socket
 from jetpack.server.app import ServerParts
 from jetpack.server.http_guard import GuardPolicy, HttpGuard, why_token_needed
-from jetpack.server.http_options import HttpOptions, transport_security
+from jetpack.server.http_options import HEALTH_PATH, HttpOptions, transport_security
 
 log = logging.getLogger(__name__)
 
@@ -127,25 +126,18 @@ def _with_checks(
     return checked
 
 
-def public_pages(policy: GuardPolicy) -> GuardPolicy:
-    """The guard's policy with the page and its static files open to all (they hold no data)."""
-    return replace(
-        policy,
-        public_paths=policy.public_paths | PAGE_PATHS,
-        public_prefixes=(*policy.public_prefixes, STATIC + "/"),
-    )
-
-
 def guard_policy(options: HttpOptions) -> GuardPolicy:
+    """What HttpGuard enforces for ``options``; the health check, the page and its static files are
+    open to all (they hold no data)."""
     why = options.token_required_because
-    return public_pages(
-        GuardPolicy(
-            require_token=why is not None,
-            why_required=why or "",
-            max_body_bytes=options.max_body_bytes,
-            rate_per_second=options.rate_limit_per_second,
-            rate_burst=options.rate_limit_burst,
-        )
+    return GuardPolicy(
+        require_token=why is not None,
+        why_required=why or "",
+        max_body_bytes=options.max_body_bytes,
+        rate_per_second=options.rate_limit_per_second,
+        rate_burst=options.rate_limit_burst,
+        public_paths=PAGE_PATHS | {HEALTH_PATH},
+        public_prefixes=(STATIC + "/",),
     )
 
 
@@ -171,13 +163,13 @@ def build_dashboard_app(
 
     return Starlette(
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
+            Route(HEALTH_PATH, healthz, methods=["GET"]),
             *dashboard_routes(dash, policy, transport_security(options)),
         ],
         middleware=[
             Middleware(
                 HttpGuard,
-                policy=replace(policy, public_paths=policy.public_paths | {"/healthz"}),
+                policy=policy,
                 verify_token=verify_token,
             )
         ],

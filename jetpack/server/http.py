@@ -21,7 +21,6 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -41,7 +40,7 @@ from starlette.types import Receive, Scope, Send
 
 from jetpack import __version__
 from jetpack.auth import TokenRecord, TokenRegistry
-from jetpack.dashboard.app import PAGE_PATHS, DashboardParts, dashboard_routes, guard_policy
+from jetpack.dashboard.app import DashboardParts, dashboard_routes, guard_policy
 from jetpack.mail.search import has_fts
 from jetpack.server.app import ServerParts, create_server, new_session
 from jetpack.server.connections import CallsInFlight, ConnectionSessions
@@ -119,7 +118,7 @@ def build_http_app(
             yield
             group.cancel_scope.cancel()
 
-    policy = replace(guard_policy(options), public_paths=frozenset({HEALTH_PATH}) | PAGE_PATHS)
+    policy = guard_policy(options)
     return Starlette(
         routes=[
             Route(HEALTH_PATH, healthz, methods=["GET"]),
