@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - not on Windows
     fcntl = None  # type: ignore[assignment]
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,9 +46,18 @@ T = TypeVar("T")
 # finer steps (jittered), does the waiting, up to ``retry_seconds``.
 _RETRY_SLEEPS = (0.0001, 0.0002, 0.0003, 0.0005, 0.0008, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05)
 DEFAULT_BUSY_TIMEOUT_MS = 1
-# With background checkpoints, commits never pay for copying the WAL back into the database.
+# With background checkpoints, commits never pay for copying the WAL back into the database. One
+# process at a time checkpoints (it holds the lock file ``<db>-checkpoint``); the others look every
+# few seconds whether it went away. A PASSIVE checkpoint copies only what no reader still needs, so
+# under steady load it never catches up and the WAL would grow without end (gigabytes a minute with
+# 50 busy servers, every write then allocating and zeroing new file blocks). Once the WAL holds
+# ``_RESTART_AFTER_FRAMES`` the checkpointer takes its turn in the writers' queue and waits, briefly,
+# for readers to leave the WAL, so that the next writer starts it over from its beginning.
 _CHECKPOINT_EVERY_SECONDS = 0.5
-_CHECKPOINT_MIN_WAL_BYTES = 4 * 1024 * 1024
+_CHECKPOINTER_RETRY_SECONDS = 5.0
+_RESTART_AFTER_FRAMES = 1000  # ~4 MB of 4 KB pages
+_RESTART_WAIT_MS = 200
+_WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL grown larger by a burst is truncated to this on restart
 
 
 def _rows(cursor: Any) -> list[Row]:
@@ -86,6 +96,15 @@ def _is_busy(error: Exception) -> bool:
     return "database is locked" in text or "database is busy" in text or "busy" in text.split(":")[0]
 
 
+@dataclass(frozen=True)
+class WalState:
+    """What a checkpoint left: frames in the WAL, frames copied back, whether the WAL starts over."""
+
+    frames: int
+    copied: int
+    restarted: bool
+
+
 class SQLiteDataLayer:
     """A file-backed DataLayer. Safe to share between threads; each thread gets a connection."""
 
@@ -105,6 +124,7 @@ class SQLiteDataLayer:
         self._stop = threading.Event()
         self._thread_turn = threading.Lock()
         self._lock_fd: int | None = None
+        self._checkpoint_fd: int | None = None
         if self._path != ":memory:":
             try:
                 Path(self._path).parent.mkdir(parents=True, exist_ok=True)
@@ -148,6 +168,7 @@ class SQLiteDataLayer:
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
         if self._checkpointer is not None:
             conn.execute("PRAGMA wal_autocheckpoint=0")
 
@@ -163,13 +184,56 @@ class SQLiteDataLayer:
         self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
-        wal = Path(self._path + "-wal")
+        next_try = 0.0
         while not self._stop.wait(_CHECKPOINT_EVERY_SECONDS):
+            if self._checkpoint_fd is None:
+                if time.monotonic() < next_try:
+                    continue
+                next_try = time.monotonic() + _CHECKPOINTER_RETRY_SECONDS
+                if not self._become_checkpointer():
+                    continue
             try:
-                if wal.exists() and wal.stat().st_size >= _CHECKPOINT_MIN_WAL_BYTES:
-                    self.query("PRAGMA wal_checkpoint(PASSIVE)")
+                self.checkpoint()
             except (OSError, StoreError):
                 log.debug("background checkpoint skipped", exc_info=True)
+
+    def _become_checkpointer(self) -> bool:
+        """Take ``<db>-checkpoint`` if no other process holds it (the kernel frees it when we exit)."""
+        if fcntl is None:
+            return True
+        try:
+            fd = os.open(self._path + "-checkpoint", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._checkpoint_fd = fd
+        return True
+
+    def checkpoint(self) -> WalState:
+        """Copy the WAL back into the database; once it is long, make the next writer start it over.
+
+        Returns the WAL's state afterwards (frames in it, frames copied back).
+        """
+        row = self.query("PRAGMA wal_checkpoint(PASSIVE)")[0]
+        state = WalState(frames=int(row["log"]), copied=int(row["checkpointed"]), restarted=False)
+        if state.frames < _RESTART_AFTER_FRAMES:
+            return state
+        conn = self._connection()
+        with self._writer_turn():  # writers queue behind us for the moment readers take to leave
+            conn.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
+            try:
+                row = _rows(conn.execute("PRAGMA wal_checkpoint(RESTART)"))[0]
+            except sqlean.OperationalError as error:
+                if not _is_busy(error):
+                    raise StoreError(f"{error} (database {self._path})") from error
+                return state
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        return WalState(frames=int(row["log"]), copied=int(row["checkpointed"]), restarted=not row["busy"])
 
     def raw_connection(self) -> Any:
         """This thread's underlying connection, for extensions (e.g. sqlite-vec) and diagnostics."""
@@ -275,9 +339,10 @@ class SQLiteDataLayer:
         self._stop.set()
         if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
             self._checkpointer.join(timeout=5)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        for fd in (self._lock_fd, self._checkpoint_fd):
+            if fd is not None:
+                os.close(fd)
+        self._lock_fd = self._checkpoint_fd = None
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
