@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib
 import os
 import re
 import sys
@@ -101,7 +102,28 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 class JetpackGroup(click.Group):
-    """Turns caller-caused errors into one clear line on stderr and exit status 1."""
+    """Turns caller-caused errors into one clear line on stderr and exit status 1.
+
+    ``lazy`` names subcommands by ``"module:attribute"``: a module is imported when its command
+    runs (or when ``--help`` lists it), so ``jetpack serve``, which agents start often, does not
+    pay for importing every other command.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module_name, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            if not isinstance(command, click.Command):  # pragma: no cover - a wiring mistake
+                raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

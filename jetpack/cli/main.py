@@ -10,22 +10,28 @@ import click
 
 from jetpack import __version__
 from jetpack.cli.app import CliApp, JetpackGroup, app_of, json_option
-from jetpack.cli.dashboard import dashboard
-from jetpack.cli.hook import hook
-from jetpack.cli.mail import mail_group
-from jetpack.cli.mcp_config import mcp_group
-from jetpack.cli.memory import memory
 from jetpack.cli.output import emit_json, table
-from jetpack.cli.plans import load_command
-from jetpack.cli.quality import quality
-from jetpack.cli.reservations import release_command, reservations_command, reserve_command
-from jetpack.cli.start import start
-from jetpack.cli.tasks import task
-from jetpack.cli.tokens import token_group
 from jetpack.config import DB_FILE, DEFAULT_CONFIG, STATE_DIR, load_settings
 
+# Commands that live in their own modules, imported only when used.
+_LAZY_COMMANDS = {
+    "dashboard": "jetpack.cli.dashboard:dashboard",
+    "hook": "jetpack.cli.hook:hook",
+    "load": "jetpack.cli.plans:load_command",
+    "mail": "jetpack.cli.mail:mail_group",
+    "mcp": "jetpack.cli.mcp_config:mcp_group",
+    "memory": "jetpack.cli.memory:memory",
+    "quality": "jetpack.cli.quality:quality",
+    "release": "jetpack.cli.reservations:release_command",
+    "reservations": "jetpack.cli.reservations:reservations_command",
+    "reserve": "jetpack.cli.reservations:reserve_command",
+    "start": "jetpack.cli.start:start",
+    "task": "jetpack.cli.tasks:task",
+    "token": "jetpack.cli.tokens:token_group",
+}
 
-@click.group(cls=JetpackGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=JetpackGroup, lazy=_LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jetpack")
 @click.option(
     "--project",
@@ -53,21 +59,6 @@ def main(ctx: click.Context, project: Path | None, db: Path | None) -> None:
     app = CliApp(project=project, db=db)
     ctx.obj = app
     ctx.call_on_close(app.close)
-
-
-main.add_command(task)
-main.add_command(hook)
-main.add_command(mail_group, "mail")
-main.add_command(mcp_group, "mcp")
-main.add_command(memory)
-main.add_command(reserve_command)
-main.add_command(release_command)
-main.add_command(reservations_command)
-main.add_command(start)
-main.add_command(token_group, "token")
-main.add_command(load_command, "load")
-main.add_command(quality)
-main.add_command(dashboard)
 
 
 @main.command()

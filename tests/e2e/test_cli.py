@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -296,8 +297,11 @@ def _command_paths() -> Iterator[list[str]]:
     def walk(command: click.Command, path: list[str]) -> Iterator[list[str]]:
         yield path
         if isinstance(command, click.Group):
-            for name in sorted(command.commands):
-                yield from walk(command.commands[name], [*path, name])
+            ctx = click.Context(command)  # lists and loads the lazily imported commands too
+            for name in command.list_commands(ctx):
+                subcommand = command.get_command(ctx, name)
+                assert subcommand is not None, f"{[*path, name]} is listed but does not load"
+                yield from walk(subcommand, [*path, name])
 
     yield from walk(main, [])
 
@@ -309,6 +313,34 @@ def test_every_command_is_covered_by_the_help_check() -> None:
     # init serve status agents demo, task and its 12 subcommands, and jetpack itself.
     assert len(COMMANDS) >= 19
     assert ["task", "reopen"] in COMMANDS
+
+
+_OTHER_COMMANDS = (
+    "jetpack.cli.plans",
+    "jetpack.cli.quality",
+    "jetpack.cli.hook",
+    "jetpack.cli.dashboard",
+    "jetpack.cli.mcp_config",
+    "jetpack.cli.tokens",
+    "jetpack.cli.start",
+    "jetpack.plans",
+    "jetpack.quality",
+    "jetpack.hooks",
+    "jetpack.dashboard",
+    "jetpack.harness",
+)
+
+
+def test_serve_imports_none_of_the_other_commands() -> None:
+    """Agents start `jetpack serve` for every session: what only other commands need stays unimported."""
+    code = (
+        "import sys, jetpack.cli.main, jetpack.server, jetpack.server.stdio; "
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('jetpack'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    loaded = done.stdout.split()
+    assert "jetpack.server.stdio" in loaded
+    assert [m for m in loaded if m.startswith(_OTHER_COMMANDS)] == []
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(["jetpack", *p]))
