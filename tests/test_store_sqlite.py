@@ -14,6 +14,7 @@ import sqlean
 
 from jetpack.store import (
     SQLiteDataLayer,
+    Statement,
     StoreBusy,
     open_store,
 )
@@ -99,3 +100,71 @@ def test_writer_gives_up_with_store_busy_after_its_retry_budget(tmp_path: Path) 
     other.execute("ROLLBACK")
     other.close()
     store.close()
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------
+
+
+def _wal_frames(store: SQLiteDataLayer) -> int:
+    """Frames in the WAL now (a PASSIVE checkpoint reports them)."""
+    return int(store.query("PRAGMA wal_checkpoint(PASSIVE)")[0]["log"])
+
+
+def _fill_wal(store: SQLiteDataLayer, rows: int) -> None:
+    """One transaction writing ``rows`` pages or so (a 3,000-byte row fills most of a page)."""
+    store.write([Statement("INSERT INTO filler(blob) VALUES (randomblob(3000))", {}) for _ in range(rows)])
+
+
+def test_a_long_wal_starts_over_once_a_reader_that_held_it_back_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under steady load some reader always holds an old snapshot, so a PASSIVE checkpoint never
+    copies everything and the WAL grew without end. The checkpointer waits for such readers (in
+    the writers' queue) so that the next write starts the WAL from its beginning."""
+    monkeypatch.setattr("jetpack.store.sqlite._RESTART_WAIT_MS", 10_000)  # a slow CI machine is not a failure
+    store = SQLiteDataLayer(tmp_path / "j.db")
+    store.execute("CREATE TABLE filler(id INTEGER PRIMARY KEY, blob BLOB)")
+    store.query("PRAGMA wal_autocheckpoint=0")  # as in a server: only our checkpointer copies the WAL
+    _fill_wal(store, 1200)
+
+    reader = sqlean.connect(str(tmp_path / "j.db"), isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM filler").fetchone()  # holds this snapshot
+    store.execute("INSERT INTO filler(blob) VALUES (randomblob(3000))")  # newer than the reader's snapshot
+    ended = threading.Event()
+
+    def leave_soon() -> None:
+        time.sleep(0.2)
+        reader.execute("COMMIT")
+        ended.set()
+
+    leaving = threading.Thread(target=leave_soon)
+    leaving.start()
+    state = store.checkpoint()
+    leaving.join()
+    assert ended.is_set()
+    assert state.restarted and state.copied == state.frames >= 1200
+
+    store.execute("INSERT INTO filler(blob) VALUES (randomblob(3000))")
+    assert _wal_frames(store) < 10  # started over rather than appended at frame 1,200+
+    reader.close()
+    store.close()
+
+
+def test_a_short_wal_is_only_copied_back(tmp_path: Path) -> None:
+    store = SQLiteDataLayer(tmp_path / "j.db")
+    store.execute("CREATE TABLE filler(id INTEGER PRIMARY KEY, blob BLOB)")
+    store.query("PRAGMA wal_autocheckpoint=0")
+    _fill_wal(store, 20)
+    state = store.checkpoint()
+    assert not state.restarted and state.copied == state.frames >= 20
+    store.close()
+
+
+def test_one_process_at_a_time_checkpoints(tmp_path: Path) -> None:
+    first, second = SQLiteDataLayer(tmp_path / "j.db"), SQLiteDataLayer(tmp_path / "j.db")
+    assert first._become_checkpointer()
+    assert not second._become_checkpointer()  # the lock file is held: the other one checkpoints
+    first.close()  # exiting (or crashing) frees it
+    assert second._become_checkpointer()
+    second.close()
