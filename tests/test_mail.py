@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 
 from jetpack.agents import AgentRegistry, SessionInfo
@@ -16,11 +19,13 @@ from jetpack.mail import (
     attention_notice,
     fetch_inbox,
     get_thread,
+    index_new_messages,
     mark_mail,
     search_mail,
     send_mail,
     subscribe_topics,
 )
+from jetpack.mail.search import has_fts
 from jetpack.store import DataLayer
 
 pytestmark = pytest.mark.both_adapters  # the embedded file and a real tursodb server
@@ -136,6 +141,45 @@ def test_search_finds_words_and_treats_search_syntax_as_text(mail: MailContext) 
     assert search_mail(mail, "subject:pizza OR *") == []  # words, not FTS operators
     with pytest.raises(InvalidInput, match="no words"):
         search_mail(mail, '"* () :"')
+
+
+def _indexed(store: DataLayer) -> int:
+    return int(store.query("SELECT count(*) AS n FROM messages_fts_docsize")[0]["n"])
+
+
+def _needs_fts(mail: MailContext) -> None:
+    if not has_fts(mail.store):  # tursodb: no FTS5, search scans the messages and nothing is indexed
+        assert index_new_messages(mail.store) == 0
+        pytest.skip("this engine has no FTS5 index to fill")
+
+
+def test_messages_join_the_search_index_in_batches_and_search_sees_every_one(mail: MailContext) -> None:
+    _needs_fts(mail)
+    first = send(mail, to=["bob"], subject="deploy broke", body="rollback")
+    assert _indexed(mail.store) == 0  # sending does not index (an FTS5 segment per send was 40% of it)
+    assert [h.id for h in search_mail(mail, "deploy")] == [first]  # a search adds what is new first
+    second = send(mail, to=["bob"], subject="deploy fixed", body="green again")
+    assert index_new_messages(mail.store, batch=1) == 1  # what the servers' sweep runs
+    assert index_new_messages(mail.store) == 0
+    assert {h.id for h in search_mail(mail, "deploy")} == {first, second}
+
+
+def test_processes_indexing_at_once_index_each_message_once(
+    mail: MailContext, another_store: Callable[[], DataLayer]
+) -> None:
+    _needs_fts(mail)
+    for n in range(300):
+        send(mail, to=["bob"], subject=f"status {n}", body=f"build {n} passed")
+    stores = [another_store() for _ in range(4)]
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda s=s: counts.append(index_new_messages(s, batch=7))) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(counts) == 300 == _indexed(mail.store)
+    mail.store.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+    assert len(search_mail(mail, "passed", limit=100)) == 100
 
 
 @pytest.mark.parametrize(

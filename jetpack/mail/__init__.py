@@ -16,7 +16,7 @@ from jetpack.mail.model import (
     SentMessage,
     ThreadView,
 )
-from jetpack.mail.search import search_mail
+from jetpack.mail.search import index_new_messages, search_mail
 
 __all__ = [
     "SYSTEM_SENDER",
@@ -35,6 +35,7 @@ __all__ = [
     "attention_notice",
     "fetch_inbox",
     "get_thread",
+    "index_new_messages",
     "mark_mail",
     "search_mail",
     "send_mail",

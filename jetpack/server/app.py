@@ -23,7 +23,7 @@ from jetpack.agents import AgentRegistry
 from jetpack.agents.health import LifecycleContext
 from jetpack.clock import Clock, SystemClock
 from jetpack.config import Settings
-from jetpack.mail import MailContext
+from jetpack.mail import MailContext, index_new_messages
 from jetpack.memory.context import MemoryContext
 from jetpack.memory.embedders import Embedder
 from jetpack.memory.writing import sweep_expired_memories
@@ -168,6 +168,7 @@ async def _sweep_forever(parts: ServerParts) -> None:
             expired = release_expired_leases(parts.queue)
             sweep_expired_reservations(parts.reservations)
             sweep_expired_memories(parts.memory)
+            index_new_messages(parts.mail.store)
         except StoreError:
             log.warning("sweep failed; will retry", exc_info=True)
             continue
