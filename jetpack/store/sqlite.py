@@ -185,14 +185,12 @@ class SQLiteDataLayer:
         self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
-        next_try = 0.0
-        while not self._stop.wait(_CHECKPOINT_EVERY_SECONDS):
-            if self._checkpoint_fd is None:
-                if time.monotonic() < next_try:
-                    continue
-                next_try = time.monotonic() + _CHECKPOINTER_RETRY_SECONDS
-                if not self._become_checkpointer():
-                    continue
+        wait = 0.0
+        while not self._stop.wait(wait):
+            if self._checkpoint_fd is None and not self._become_checkpointer():
+                wait = _CHECKPOINTER_RETRY_SECONDS  # another process checkpoints; look again later
+                continue
+            wait = _CHECKPOINT_EVERY_SECONDS
             try:
                 self.checkpoint()
             except (OSError, StoreError):
