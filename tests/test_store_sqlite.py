@@ -151,6 +151,26 @@ def test_a_long_wal_starts_over_once_a_reader_that_held_it_back_leaves(
     store.close()
 
 
+def test_a_reader_that_outlasts_the_wait_makes_the_next_try_wait_for_a_longer_wal(tmp_path: Path) -> None:
+    store = SQLiteDataLayer(tmp_path / "j.db")
+    store.execute("CREATE TABLE filler(id INTEGER PRIMARY KEY, blob BLOB)")
+    store.query("PRAGMA wal_autocheckpoint=0")
+    _fill_wal(store, 1200)
+    reader = sqlean.connect(str(tmp_path / "j.db"), isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM filler").fetchone()
+    store.execute("INSERT INTO filler(blob) VALUES (randomblob(3000))")
+    first = store.checkpoint()  # the reader stays: writers were held up for the wait, then released
+    assert not first.restarted and first.frames > 1200
+    second = store.checkpoint()  # 1,200 frames is now short of the doubled threshold: no wait at all
+    assert not second.restarted and store._restart_after == 2000
+    reader.execute("COMMIT")
+    _fill_wal(store, 3000)
+    assert store.checkpoint().restarted and store._restart_after == 1000
+    reader.close()
+    store.close()
+
+
 def test_a_short_wal_is_only_copied_back(tmp_path: Path) -> None:
     store = SQLiteDataLayer(tmp_path / "j.db")
     store.execute("CREATE TABLE filler(id INTEGER PRIMARY KEY, blob BLOB)")

@@ -53,11 +53,14 @@ DEFAULT_BUSY_TIMEOUT_MS = 1
 # under steady load it never catches up and the WAL would grow without end (gigabytes a minute with
 # 50 busy servers, every write then allocating and zeroing new file blocks). Once the WAL holds
 # ``_RESTART_AFTER_FRAMES`` the checkpointer takes its turn in the writers' queue and waits, briefly,
-# for readers to leave the WAL, so that the next writer starts it over from its beginning.
+# for readers to leave the WAL, so that the next writer starts it over from its beginning. When a
+# reader outlasts the wait, the next try waits for a WAL twice as long (writers are held up at most
+# ``_RESTART_WAIT_MS`` per try, and ever more rarely while such readers keep coming).
 _CHECKPOINT_EVERY_SECONDS = 0.5
 _CHECKPOINTER_RETRY_SECONDS = 5.0
 _RESTART_AFTER_FRAMES = 1000  # ~4 MB of 4 KB pages
-_RESTART_WAIT_MS = 200
+_RESTART_AFTER_FRAMES_MAX = 64_000  # ~256 MB
+_RESTART_WAIT_MS = 100
 _WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL grown larger by a burst is truncated to this on restart
 
 
@@ -126,6 +129,7 @@ class SQLiteDataLayer:
         self._thread_turn = threading.Lock()
         self._lock_fd: int | None = None
         self._checkpoint_fd: int | None = None
+        self._restart_after = _RESTART_AFTER_FRAMES
         if self._path != ":memory:":
             try:
                 Path(self._path).parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +223,7 @@ class SQLiteDataLayer:
         """
         row = self.query("PRAGMA wal_checkpoint(PASSIVE)")[0]
         state = WalState(frames=int(row["log"]), copied=int(row["checkpointed"]), restarted=False)
-        if state.frames < _RESTART_AFTER_FRAMES:
+        if state.frames < self._restart_after:
             return state
         conn = self._connection()
         with self._writer_turn():  # writers queue behind us for the moment readers take to leave
@@ -229,10 +233,14 @@ class SQLiteDataLayer:
             except sqlean.OperationalError as error:
                 if not _is_busy(error):
                     raise StoreError(f"{error} (database {self._path})") from error
-                return state
+                row = {**row, "busy": 1}
             finally:
                 conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-        return WalState(frames=int(row["log"]), copied=int(row["checkpointed"]), restarted=not row["busy"])
+        restarted = not row["busy"]
+        self._restart_after = (
+            _RESTART_AFTER_FRAMES if restarted else min(2 * self._restart_after, _RESTART_AFTER_FRAMES_MAX)
+        )
+        return WalState(frames=int(row["log"]), copied=int(row["checkpointed"]), restarted=restarted)
 
     def raw_connection(self) -> Any:
         """This thread's underlying connection, for extensions (e.g. sqlite-vec) and diagnostics."""
