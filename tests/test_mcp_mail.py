@@ -53,6 +53,8 @@ async def test_every_result_carries_a_notice_while_urgent_or_ack_mail_waits(serv
         sent = await ok(alice, "send_mail", to=["bob"], subject="prod is down", importance="urgent")
         success = await texts(bob, "list_tasks")
         assert success[-1].startswith("[mail] 1 urgent unread")
+        fetched = await texts(bob, "fetch_inbox")  # its notice comes from the counts of the page it read
+        assert fetched[-1].startswith("[mail] 1 urgent unread") and len(fetched) == 2
         error = await texts(bob, "get_task", task_id="jp-zzzz")
         assert "no task jp-zzzz" in error[0] and "[mail] 1 urgent unread" in error[0]
         await ok(bob, "mark_mail", message_ids=[sent["id"]])

@@ -79,6 +79,7 @@ def register_mail_tools(mcp: MCPServer) -> None:
             unread_only=unread_only,
             urgent_only=urgent_only,
         )
+        session.attention_seen = (page.urgent_unread, page.ack_pending)  # the mail notice needs no second read
         return as_result(page)
 
     @mcp.tool(
