@@ -363,7 +363,7 @@ stalled_seconds = 600   # a claimed task with no progress and no heartbeat this 
 budget_factor = 2.0     # a task running past estimate x 2 (clamped to 5 min - 2 h) is reported, not killed
 
 [server]
-sweep_interval_seconds = 15   # how often expired leases return to the queue
+sweep_interval_seconds = 15   # how often expired leases return to the queue (and new mail joins search)
 # jetpack serve --http (docs/http.md): where it listens, the names clients use, limits
 # host = "127.0.0.1"            # beyond loopback (e.g. "0.0.0.0"), every request needs a token
 # port = 8765
