@@ -7,6 +7,8 @@ write transaction takes the write lock up front instead of failing half-way on a
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
 import random
@@ -71,15 +73,28 @@ def _rows(cursor: Any) -> list[Row]:
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
+@functools.cache
+def _sqlite_vec_library() -> str | None:
+    """The sqlite-vec extension's file (without its suffix, as SQLite wants it), when installed.
+
+    Found without importing the ``sqlite_vec`` package, whose import pulls in numpy (~35 ms of every
+    server's start); its ``loadable_path()`` is this same ``vec0`` beside its ``__init__``.
+    """
+    spec = importlib.util.find_spec("sqlite_vec")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return str(folder / "vec0") if any(folder.glob("vec0.*")) else None
+
+
 def _load_sqlite_vec(conn: Any) -> None:
     """Load sqlite-vec (vector search for memory) into a connection, when it is installed."""
-    try:
-        import sqlite_vec
-    except ImportError:  # memory then searches without it (slower); migration 5 is skipped
+    library = _sqlite_vec_library()
+    if library is None:  # memory then searches without it (slower); migration 5 is skipped
         return
     conn.enable_load_extension(True)
     try:
-        sqlite_vec.load(conn)
+        conn.load_extension(library)
     finally:
         conn.enable_load_extension(False)
 

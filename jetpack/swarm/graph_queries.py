@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from jetpack.actor import Actor
 from jetpack.errors import InvalidInput
-from jetpack.swarm.graph import READY, TaskGraph, require_known, task_graph
 from jetpack.swarm.strategies import Strategy, rank, ready_candidates
 from jetpack.tasks import QueueContext
+
+if TYPE_CHECKING:  # the graph (numpy) is imported when a query first needs it, not at server start
+    from jetpack.swarm.graph import TaskGraph
 
 MAX_LIMIT = 100
 
@@ -105,6 +107,8 @@ def query_graph(ctx: QueueContext, actor: Actor, kind: str, task_id: str | None 
     needs_task = chosen in (GraphKind.BLOCKERS, GraphKind.DEPENDENTS)
     if needs_task and not task_id:
         raise InvalidInput(f"kind {chosen.value!r} needs a task_id: the task whose {chosen.value} you want")
+    from jetpack.swarm.graph import require_known, task_graph
+
     graph = task_graph(ctx.store)
     if chosen is GraphKind.CRITICAL_PATH:
         return _critical_path(ctx, graph, limit)
@@ -182,6 +186,8 @@ def _waves(graph: TaskGraph, limit: int) -> GraphAnswer:
 
 
 def graph_stats(graph: TaskGraph) -> GraphStats:
+    from jetpack.swarm.graph import READY
+
     s = graph.structure
     work = graph.work()
     waves = graph.waves()

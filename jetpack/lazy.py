@@ -1,0 +1,43 @@
+"""Heavy libraries imported on first use, so that `jetpack serve` starts without them.
+
+An agent's client starts `jetpack serve` for every session and waits for it; numpy alone adds
+~35 ms to that start and is needed only once memory holds vectors or the task graph is asked for.
+Modules write::
+
+    if TYPE_CHECKING:
+        import numpy as np
+    else:
+        np = LazyModule("numpy")
+
+and use ``np`` as usual: the first attribute looked up imports the module (once, under a lock, so
+threads that get there together are safe).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from types import ModuleType
+from typing import Any
+
+
+class LazyModule:
+    """Stands for the module ``name`` and imports it when one of its attributes is first used."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = self._module
+        if module is None:
+            with self._lock:
+                if self._module is None:
+                    self._module = importlib.import_module(self._name)
+                module = self._module
+        return getattr(module, attribute)
+
+    def __repr__(self) -> str:
+        state = "imported" if self._module is not None else "not imported yet"
+        return f"<lazy module {self._name!r} ({state})>"
