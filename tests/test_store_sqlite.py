@@ -8,6 +8,7 @@ import multiprocessing
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlean
@@ -115,6 +116,23 @@ def _fill_wal(store: SQLiteDataLayer, rows: int) -> None:
     store.write([Statement("INSERT INTO filler(blob) VALUES (randomblob(3000))", {}) for _ in range(rows)])
 
 
+def _server_store(path: Path) -> SQLiteDataLayer:
+    """A store whose WAL only our checkpointer copies back (as in a server)."""
+    store = SQLiteDataLayer(path)
+    store.execute("CREATE TABLE filler(id INTEGER PRIMARY KEY, blob BLOB)")
+    store.query("PRAGMA wal_autocheckpoint=0")
+    return store
+
+
+def _reader_behind(store: SQLiteDataLayer, path: Path) -> Any:
+    """Another connection holding a snapshot older than the WAL's end (until it commits)."""
+    reader = sqlean.connect(str(path), isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM filler").fetchone()
+    store.execute("INSERT INTO filler(blob) VALUES (randomblob(3000))")
+    return reader
+
+
 def test_a_long_wal_starts_over_once_a_reader_that_held_it_back_leaves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -122,15 +140,9 @@ def test_a_long_wal_starts_over_once_a_reader_that_held_it_back_leaves(
     copies everything and the WAL grew without end. The checkpointer waits for such readers (in
     the writers' queue) so that the next write starts the WAL from its beginning."""
     monkeypatch.setattr("jetpack.store.sqlite._RESTART_WAIT_MS", 10_000)  # a slow CI machine is not a failure
-    store = SQLiteDataLayer(tmp_path / "j.db")
-    store.execute("CREATE TABLE filler(id INTEGER PRIMARY KEY, blob BLOB)")
-    store.query("PRAGMA wal_autocheckpoint=0")  # as in a server: only our checkpointer copies the WAL
+    store = _server_store(tmp_path / "j.db")
     _fill_wal(store, 1200)
-
-    reader = sqlean.connect(str(tmp_path / "j.db"), isolation_level=None, check_same_thread=False)
-    reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM filler").fetchone()  # holds this snapshot
-    store.execute("INSERT INTO filler(blob) VALUES (randomblob(3000))")  # newer than the reader's snapshot
+    reader = _reader_behind(store, tmp_path / "j.db")
     ended = threading.Event()
 
     def leave_soon() -> None:
@@ -152,14 +164,9 @@ def test_a_long_wal_starts_over_once_a_reader_that_held_it_back_leaves(
 
 
 def test_a_reader_that_outlasts_the_wait_makes_the_next_try_wait_for_a_longer_wal(tmp_path: Path) -> None:
-    store = SQLiteDataLayer(tmp_path / "j.db")
-    store.execute("CREATE TABLE filler(id INTEGER PRIMARY KEY, blob BLOB)")
-    store.query("PRAGMA wal_autocheckpoint=0")
+    store = _server_store(tmp_path / "j.db")
     _fill_wal(store, 1200)
-    reader = sqlean.connect(str(tmp_path / "j.db"), isolation_level=None)
-    reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM filler").fetchone()
-    store.execute("INSERT INTO filler(blob) VALUES (randomblob(3000))")
+    reader = _reader_behind(store, tmp_path / "j.db")
     first = store.checkpoint()  # the reader stays: writers were held up for the wait, then released
     assert not first.restarted and first.frames > 1200
     second = store.checkpoint()  # 1,200 frames is now short of the doubled threshold: no wait at all
@@ -172,9 +179,7 @@ def test_a_reader_that_outlasts_the_wait_makes_the_next_try_wait_for_a_longer_wa
 
 
 def test_a_short_wal_is_only_copied_back(tmp_path: Path) -> None:
-    store = SQLiteDataLayer(tmp_path / "j.db")
-    store.execute("CREATE TABLE filler(id INTEGER PRIMARY KEY, blob BLOB)")
-    store.query("PRAGMA wal_autocheckpoint=0")
+    store = _server_store(tmp_path / "j.db")
     _fill_wal(store, 20)
     state = store.checkpoint()
     assert not state.restarted and state.copied == state.frames >= 20
