@@ -103,7 +103,7 @@ def init(ctx: click.Context, directory: Path | None, prefix: str | None) -> None
 def _ignore_database_files(root: Path) -> list[str]:
     gitignore = root / ".gitignore"
     lines = gitignore.read_text().splitlines() if gitignore.exists() else []
-    wanted = [f"{STATE_DIR}/{DB_FILE}{suffix}" for suffix in ("", "-wal", "-shm", "-writer")]
+    wanted = [f"{STATE_DIR}/{DB_FILE}{suffix}" for suffix in ("", "-wal", "-shm", "-writer", "-checkpoint")]
     missing = [w for w in wanted if w not in lines]
     if missing:
         prefix = "" if not lines or lines[-1] == "" else "\n"

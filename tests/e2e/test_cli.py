@@ -95,8 +95,8 @@ def test_init_creates_config_database_and_gitignore_idempotently(project: Path) 
     assert str(db_path(project)) in first.stdout
     gitignore = (project / ".gitignore").read_text().splitlines()
     assert gitignore[:2] == ["node_modules/", "*.pyc"]
-    wanted = [".jetpack/jetpack.db", ".jetpack/jetpack.db-wal", ".jetpack/jetpack.db-shm"]
-    for entry in wanted:
+    files = ("jetpack.db", "jetpack.db-wal", "jetpack.db-shm", "jetpack.db-writer", "jetpack.db-checkpoint")
+    for entry in [f".jetpack/{name}" for name in files]:  # the database and the lock files beside it
         assert gitignore.count(entry) == 1, gitignore
 
     config_before = (project / ".jetpack" / "config.toml").read_text()
