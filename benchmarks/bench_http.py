@@ -227,13 +227,16 @@ def make_project(root: Path, tasks: int, db_url: str | None) -> tuple[Path, dict
 
 
 def start_server(project: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [PYTHON, "-m", "jetpack", "serve", "--http", "--port", str(port)],
-        env=env,
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """The server, its log in ``server.log`` of the project (a pipe nobody reads would stall it once full)."""
+    log = project / "server.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [PYTHON, "-m", "jetpack", "serve", "--http", "--port", str(port)],
+            env=env,
+            cwd=project,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -244,7 +247,7 @@ def start_server(project: Path, env: dict[str, str], port: int) -> subprocess.Po
         except OSError:
             time.sleep(0.1)
     server.kill()
-    raise RuntimeError(f"server did not start: {server.stderr.read() if server.stderr else ''}")
+    raise RuntimeError(f"server did not start; the end of {log}:\n{log.read_text(errors='replace')[-2000:]}")
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
