@@ -11,11 +11,16 @@ Modules write::
 
 and use ``np`` as usual: the first attribute looked up imports the module (once, under a lock, so
 threads that get there together are safe).
+
+:func:`skip_package_init` serves the same start: the MCP SDK's package ``__init__`` imports its client
+side (``Client``, sessions, transports) along with re-exports, none of which a server uses.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 import threading
 from types import ModuleType
 from typing import Any
@@ -41,3 +46,20 @@ class LazyModule:
     def __repr__(self) -> str:
         state = "imported" if self._module is not None else "not imported yet"
         return f"<lazy module {self._name!r} ({state})>"
+
+
+def skip_package_init(name: str) -> bool:
+    """Register package ``name`` without running its ``__init__``: ``import name.sub`` then loads the
+    submodules as usual, while the names the ``__init__`` would have re-exported are missing.
+
+    For a process that imports only submodules (``jetpack serve`` imports ``mcp.server...``, never
+    ``from mcp import ...``). Returns False, changing nothing, when the package is already imported
+    or is not a package.
+    """
+    if name in sys.modules:
+        return False
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.submodule_search_locations is None:
+        return False
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    return True

@@ -147,6 +147,10 @@ def serve(
       claude mcp add jetpack -e JETPACK_AGENT=blue-heron -- jetpack serve     Claude Code, stdio
       jetpack serve --http --host 0.0.0.0 --allowed-host jetpack.example.com  one server, tokens
     """
+    from jetpack.lazy import skip_package_init
+
+    # Agents' clients wait for this start: the SDK's package __init__ would also import its client side.
+    skip_package_init("mcp")
     import anyio
 
     from jetpack.memory.backlog import BacklogWorker
