@@ -38,7 +38,7 @@ def search_mail(ctx: MailContext, query: str, *, limit: int = 20) -> list[Search
     if not 1 <= limit <= 100:
         raise InvalidInput(f"limit must be between 1 and 100, not {limit}")
     if has_fts(ctx.store):
-        index_new_messages(ctx.store)
+        _index_since_mark(ctx.store, INDEX_BATCH)
         match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
         rows = ctx.store.query(
             """SELECT m.id, m.thread_id, m.sender, m.subject, m.created_at,
@@ -81,14 +81,18 @@ def has_fts(store: DataLayer) -> bool:
 
 
 def index_new_messages(store: DataLayer, *, batch: int = INDEX_BATCH) -> int:
-    """Add the messages sent since the last batch to the full-text index; returns how many (message ids are never reused
-    or deleted, so the marks count messages).
+    """Add the messages sent since the last batch to the full-text index; returns how many (message ids
+    are never reused or deleted, so the marks count messages). Without FTS5: 0.
 
     Safe from any number of processes at once: a batch is written only if the mark it starts
-    from is still the one it read, so no message is indexed twice. Without FTS5: 0.
+    from is still the one it read, so no message is indexed twice.
     """
-    if not store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mail_search_progress'"):
-        return 0
+    return _index_since_mark(store, batch) if has_fts(store) else 0
+
+
+def _index_since_mark(store: DataLayer, batch: int) -> int:
+    """index_new_messages on a database known to have the index (and so its mark: both come from
+    the FTS5 migrations, which are applied or skipped together)."""
     indexed = 0
     while True:
         mark = store.query(

@@ -245,17 +245,16 @@ class SQLiteDataLayer:
             conn.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
             try:
                 row = _rows(conn.execute("PRAGMA wal_checkpoint(RESTART)"))[0]
+                state = WalState(frames=int(row["log"]), copied=int(row["checkpointed"]), restarted=not row["busy"])
             except sqlean.OperationalError as error:
                 if not _is_busy(error):
                     raise StoreError(f"{error} (database {self._path})") from error
-                row = {**row, "busy": 1}
             finally:
                 conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-        restarted = not row["busy"]
         self._restart_after = (
-            _RESTART_AFTER_FRAMES if restarted else min(2 * self._restart_after, _RESTART_AFTER_FRAMES_MAX)
+            _RESTART_AFTER_FRAMES if state.restarted else min(2 * self._restart_after, _RESTART_AFTER_FRAMES_MAX)
         )
-        return WalState(frames=int(row["log"]), copied=int(row["checkpointed"]), restarted=restarted)
+        return state
 
     def raw_connection(self) -> Any:
         """This thread's underlying connection, for extensions (e.g. sqlite-vec) and diagnostics."""
