@@ -2,15 +2,9 @@
 
 An agent's client starts `jetpack serve` for every session and waits for it; numpy alone adds
 ~35 ms to that start and is needed only once memory holds vectors or the task graph is asked for.
-Modules write::
-
-    if TYPE_CHECKING:
-        import numpy as np
-    else:
-        np = LazyModule("numpy")
-
-and use ``np`` as usual: the first attribute looked up imports the module (once, under a lock, so
-threads that get there together are safe).
+Modules write ``from jetpack.lazy import np`` (a ``LazyModule("numpy")``, defined at the end of this
+module; numpy itself to the type checker) and use ``np`` as usual: the first attribute looked up
+imports the module (once, under a lock, so threads that get there together are safe).
 
 :func:`skip_package_init` serves the same start: the MCP SDK's package ``__init__`` imports its client
 side (``Client``, sessions, transports) along with re-exports, none of which a server uses.
@@ -23,7 +17,9 @@ import importlib.util
 import sys
 import threading
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["LazyModule", "np", "skip_package_init"]
 
 
 class LazyModule:
@@ -63,3 +59,9 @@ def skip_package_init(name: str) -> bool:
         return False
     sys.modules[name] = importlib.util.module_from_spec(spec)
     return True
+
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")  # `from jetpack.lazy import np`: numpy, imported on first use

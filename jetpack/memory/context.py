@@ -7,20 +7,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from jetpack.clock import Clock, SystemClock
 from jetpack.config import MemorySettings, Settings
 from jetpack.errors import Conflict
-from jetpack.lazy import LazyModule
+from jetpack.lazy import np
 from jetpack.memory.embedders import Embedder, create_embedder
 from jetpack.memory.index import VectorIndex, index_for
 from jetpack.store import DataLayer, Statement
-
-if TYPE_CHECKING:
-    import numpy as np
-else:
-    np = LazyModule("numpy")  # imported on first use: jetpack serve starts without it
 
 EMBED_CACHE_SIZE = 4_096
 MODEL_CHECK_SECONDS = 60.0

@@ -28,15 +28,10 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from jetpack.errors import ConfigError
-from jetpack.lazy import LazyModule
-
-if TYPE_CHECKING:
-    import numpy as np
-else:
-    np = LazyModule("numpy")  # imported on first use: jetpack serve starts without it
+from jetpack.lazy import np
 
 DIMENSION = 384
 # Vectors of both real backends are interchangeable (measured cosine ≥ 0.998 per sentence, ≥ 0.9995

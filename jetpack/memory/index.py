@@ -16,16 +16,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from jetpack.lazy import LazyModule
+from jetpack.lazy import np
 from jetpack.memory.model import Layer
 from jetpack.store import DataLayer, Statement
-
-if TYPE_CHECKING:
-    import numpy as np
-else:
-    np = LazyModule("numpy")  # imported on first use: jetpack serve starts without it
 
 # Candidates per layer taken from the 1-bit index before exact re-scoring.
 BIT_CANDIDATES = 100

@@ -17,20 +17,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
 
 from jetpack.errors import NotFound
-from jetpack.lazy import LazyModule
+from jetpack.lazy import np
 from jetpack.memory.context import MemoryContext
 from jetpack.memory.model import Layer, MemoryView
 from jetpack.memory.queries import get_memory
 from jetpack.memory.writing import content_hash, vector_of
 from jetpack.store import Row, Statement
-
-if TYPE_CHECKING:
-    import numpy as np
-else:
-    np = LazyModule("numpy")  # imported on first use: jetpack serve starts without it
 
 CLUSTER_SIMILARITY = 0.6
 APPROACH_SIMILARITY = 0.7

@@ -21,21 +21,15 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from jetpack.clock import to_datetime
 from jetpack.errors import InvalidInput
-from jetpack.lazy import LazyModule
+from jetpack.lazy import np
 from jetpack.memory.context import MemoryContext
 from jetpack.memory.model import Layer, MemoryHit, snippet
 from jetpack.memory.writing import vector_of
 from jetpack.store import Row, Statement
 from jetpack.store.word_scan import whole_words, words_found_sql
-
-if TYPE_CHECKING:
-    import numpy as np
-else:
-    np = LazyModule("numpy")  # imported on first use: jetpack serve starts without it
 
 QUERY_MAX = 2_000
 K_MAX = 50

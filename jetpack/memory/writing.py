@@ -6,20 +6,14 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from jetpack.clock import to_datetime
 from jetpack.errors import InvalidInput, NotFound
-from jetpack.lazy import LazyModule
+from jetpack.lazy import np
 from jetpack.memory.context import MemoryContext
 from jetpack.memory.model import Layer, NewMemory, RememberResult
 from jetpack.store import Row, Statement
 from jetpack.tasks.ids import check_task_id
-
-if TYPE_CHECKING:
-    import numpy as np
-else:
-    np = LazyModule("numpy")  # imported on first use: jetpack serve starts without it
 
 _SPACE = re.compile(r"\s+")
 
