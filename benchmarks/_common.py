@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,12 +171,14 @@ class StdioClient:
     fraction of what the server does; the SDK's Python ``Client`` is several times heavier.
     """
 
-    def __init__(self, project: Path, agent: str, *, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, project: Path, agent: str, *, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> None:
         self.process = subprocess.Popen(
             [PYTHON, *extra_args, "-m", "jetpack", "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=subprocess_env(project, JETPACK_AGENT=agent),
+            env=subprocess_env(project, JETPACK_AGENT=agent, **(env or {})),
             cwd=str(project),
         )
         self._next_id = 0

@@ -34,6 +34,7 @@ import cProfile
 import io
 import json
 import logging
+import os
 import pstats
 import random
 import statistics
@@ -113,8 +114,8 @@ def recipients(rng: random.Random, others: list[str]) -> list[str]:
 
 
 class _StdioAgent:
-    def __init__(self, project: Path, name: str) -> None:
-        self.client = StdioClient(project, name)
+    def __init__(self, project: Path, name: str, *, hub: bool = False) -> None:
+        self.client = StdioClient(project, name, env={"JETPACK_HUB": "1" if hub else "0"})
         self.client.initialize()
         self.name = name
         self.fetched: list[int] = []
@@ -222,7 +223,7 @@ def worker_main(argv: list[str]) -> None:
     name = agent_name(index)
     others = [agent_name(i) for i in range(peers) if i != index]
     rng = random.Random(seed)
-    agent: Any = _StdioAgent(location, name) if mode == "stdio" else _RawAgent(location, name)
+    agent: Any = _RawAgent(location, name) if mode == "raw" else _StdioAgent(location, name, hub=mode == "hub")
     if isinstance(agent, _StdioAgent):
         # Registers the agent and warms the server's code paths for both tools (mail to itself,
         # fetched at once; counted in the exactly-once check like every other delivery).
@@ -336,16 +337,41 @@ def new_project(root: Path, names: int) -> Path:
     return Path(db)
 
 
-def stdio_round(agents: int, seconds: float, paced_rate: float) -> dict[str, Any]:
-    """a) saturated, b) paced, c) drain + the exactly-once check, all on one set of servers."""
-    with temp_dir("mail-stdio") as root:
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _hub_pid(root: Path) -> int:
+    from jetpack.hub.address import hub_address, running_hub_pid
+
+    pid = running_hub_pid(hub_address(jetpack_settings(root), {"JETPACK_PROJECT_DIR": str(root)}))
+    if pid is None:
+        raise RuntimeError("the agents' relays started no hub that this benchmark can find")
+    return pid
+
+
+def stdio_round(agents: int, seconds: float, paced_rate: float, *, hub: bool = False) -> dict[str, Any]:
+    """a) saturated, b) paced, c) drain + the exactly-once check, all on one set of servers (with
+    ``hub``: one hub and a relay per agent; the hub's CPU counts as server CPU)."""
+    with temp_dir("mail-hub" if hub else "mail-stdio") as root:
         db = new_project(root, agents)
         t0 = time.perf_counter()
-        workers = Workers("stdio", root, agents, agents, seed=1)
+        workers = Workers("hub" if hub else "stdio", root, agents, agents, seed=1)
         startup = time.perf_counter() - t0
+        hub_pid = _hub_pid(root) if hub else None
+
+        def run(interval: float = 0.0) -> dict[str, Any]:
+            before = _process_cpu(hub_pid) if hub_pid else 0.0
+            result = workers.run(seconds, interval)
+            if hub_pid:
+                result["hub_cpu"] = _process_cpu(hub_pid) - before
+                result["server_cpu"] += result["hub_cpu"]
+            return result
+
         try:
-            saturated = workers.run(seconds)
-            paced = workers.run(seconds, agents / paced_rate) if paced_rate else None
+            saturated = run()
+            paced = run(agents / paced_rate) if paced_rate else None
             fetched = [(agent_name(i), m) for i, r in enumerate(workers.command("drain")) for m in r["fetched"]]
         finally:
             workers.close()
@@ -463,58 +489,22 @@ def stdio_rows(report: Report, label: str, result: dict[str, Any], *, targets: b
     )
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "_worker":
-        worker_main(sys.argv[2:])
-        return
-    logging.getLogger("jetpack").setLevel(logging.WARNING)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
-    parser.add_argument("--agents", type=int, help="concurrent stdio agents (default 50; quick 10)")
-    parser.add_argument("--seconds", type=float, help="length of each measured phase (default 10; quick 2)")
-    parser.add_argument(
-        "--paced-rate",
-        type=float,
-        default=MESSAGES_TARGET,
-        help="messages/s the agents offer together in phase b (default 1000; 0 skips the phase)",
-    )
-    parser.add_argument("--profile", action="store_true", help="also cProfile the service-level loop")
-    args = parser.parse_args()
-    agents = args.agents or (10 if args.quick else 50)
-    if agents < 2:
-        parser.error("--agents: at least 2 (each agent mails the others)")
-    seconds = args.seconds or (2.0 if args.quick else 10.0)
-    service_rounds = 500 if args.quick else 3000
-    wait_for_quiet(args.wait_idle)
+MODE_TITLES = {
+    "stdio": "a server process per agent (jetpack serve)",
+    "hub": "one hub for all agents, a relay per agent (jetpack serve --hub)",
+}
 
-    report = Report(f"bench_mail: send_mail + fetch_inbox, {agents} stdio agents ({'quick' if args.quick else 'full'})")
 
-    raw = raw_round(agents, seconds)
-    service = service_round(agents, service_rounds)
-    alone = stdio_alone(agents, seconds / 2)
-    stdio = stdio_round(agents, seconds, args.paced_rate)
-    saturated, paced, check = stdio["saturated"], stdio["paced"], stdio["check"]
-
-    report.section(f"raw SQLite: {agents} processes inserting a message + its deliveries per transaction")
-    report.add(f"raw x{agents} messages/s", f"{rate(raw):,.0f}")
-    report.add(f"raw x{agents} send p50 / p99", p50_p99(raw["send"]))
-    report.section(f"service functions, 1 thread, {service_rounds} rounds of send + fetch")
-    report.add("service messages/s (send + fetch per message)", f"{rate(service):,.0f}")
-    report.add("service send_mail p50 / p99", p50_p99(service["send"]))
-    report.add("service fetch_inbox p50 / p99", p50_p99(service["fetch"]))
-    report.section(f"one stdio agent alone (sending to {agents - 1} idle agents)")
-    report.add("stdio x1 messages/s", f"{rate(alone):,.0f}")
-    report.add("stdio x1 send_mail p50 / p99", p50_p99(alone["send"]))
-    report.add("stdio x1 fetch_inbox p50 / p99", p50_p99(alone["fetch"]))
-    report.add(
-        "stdio x1 CPU per round: server / client",
-        f"{ms(alone['server_cpu'] / alone['sent'])} / {ms(alone['client_cpu'] / alone['sent'])}",
-    )
+def mode_rows(
+    report: Report, label: str, result: dict[str, Any], agents: int, seconds: float, paced_rate: float, raw: Any
+) -> None:
+    saturated, paced, check = result["saturated"], result["paced"], result["check"]
     report.section(
-        f"a) {agents} stdio agents, one DB, saturated, {seconds:g} s (servers started in {stdio['startup']:.1f} s)"
+        f"[{label}] {MODE_TITLES[label]}: a) {agents} stdio agents, one DB, saturated, {seconds:g} s "
+        f"(started in {result['startup']:.1f} s)"
     )
-    stdio_rows(report, f"stdio x{agents}", saturated, targets=True)
-    report.add(f"stdio x{agents} / raw x{agents} (messages/s)", f"{rate(saturated) / rate(raw):.1%}")
+    stdio_rows(report, f"{label} x{agents}", saturated, targets=True)
+    report.add(f"{label} x{agents} / raw x{agents} (messages/s)", f"{rate(saturated) / rate(raw):.1%}")
     # A closed loop keeps one call per agent in flight, so (Little's law) the mean call latency is
     # agents / calls per second: the p99 target cannot be met at saturation below this rate.
     calls = saturated["send"] + saturated["fetch"]
@@ -532,9 +522,9 @@ def main() -> None:
         f"{min(per_agent)} / {statistics.median(per_agent):.0f} / {max(per_agent)}",
     )
     if paced is not None:
-        report.section(f"b) the same agents paced to {args.paced_rate:,.0f} messages/s together offered, {seconds:g} s")
-        stdio_rows(report, "paced", paced, targets=False)
-    report.section("c) after draining every inbox")
+        report.section(f"[{label}] b) the same agents paced to {paced_rate:,.0f} messages/s offered, {seconds:g} s")
+        stdio_rows(report, f"{label} paced", paced, targets=False)
+    report.section(f"[{label}] c) after draining every inbox")
     ok = check["fetched"] == check["deliveries"] and not (check["duplicates"] or check["missing"] or check["strays"])
     report.add(
         "deliveries in the DB / fetched by recipients",
@@ -546,6 +536,63 @@ def main() -> None:
         "duplicates / missing / strays",
         f"{check['duplicates']} / {check['missing']} / {check['strays']} ({check['messages']:,} messages)",
     )
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_worker":
+        worker_main(sys.argv[2:])
+        return
+    logging.getLogger("jetpack").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--agents", type=int, help="concurrent stdio agents (default 50; quick 10)")
+    parser.add_argument("--seconds", type=float, help="length of each measured phase (default 10; quick 2)")
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        default=MESSAGES_TARGET,
+        help="messages/s the agents offer together in phase b (default 1000; 0 skips the phase)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["both", "stdio", "hub"],
+        default="both",
+        help="stdio: a server per agent; hub: jetpack serve --hub (one hub, a relay per agent); both (default)",
+    )
+    parser.add_argument("--profile", action="store_true", help="also cProfile the service-level loop")
+    args = parser.parse_args()
+    agents = args.agents or (10 if args.quick else 50)
+    if agents < 2:
+        parser.error("--agents: at least 2 (each agent mails the others)")
+    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    service_rounds = 500 if args.quick else 3000
+    wait_for_quiet(args.wait_idle)
+
+    report = Report(f"bench_mail: send_mail + fetch_inbox, {agents} stdio agents ({'quick' if args.quick else 'full'})")
+
+    raw = raw_round(agents, seconds)
+    service = service_round(agents, service_rounds)
+    alone = stdio_alone(agents, seconds / 2)
+    modes = [("stdio", False), ("hub", True)] if args.mode == "both" else [(args.mode, args.mode == "hub")]
+    rounds = {label: stdio_round(agents, seconds, args.paced_rate, hub=hub) for label, hub in modes}
+
+    report.section(f"raw SQLite: {agents} processes inserting a message + its deliveries per transaction")
+    report.add(f"raw x{agents} messages/s", f"{rate(raw):,.0f}")
+    report.add(f"raw x{agents} send p50 / p99", p50_p99(raw["send"]))
+    report.section(f"service functions, 1 thread, {service_rounds} rounds of send + fetch")
+    report.add("service messages/s (send + fetch per message)", f"{rate(service):,.0f}")
+    report.add("service send_mail p50 / p99", p50_p99(service["send"]))
+    report.add("service fetch_inbox p50 / p99", p50_p99(service["fetch"]))
+    report.section(f"one stdio agent alone (sending to {agents - 1} idle agents)")
+    report.add("stdio x1 messages/s", f"{rate(alone):,.0f}")
+    report.add("stdio x1 send_mail p50 / p99", p50_p99(alone["send"]))
+    report.add("stdio x1 fetch_inbox p50 / p99", p50_p99(alone["fetch"]))
+    report.add(
+        "stdio x1 CPU per round: server / client",
+        f"{ms(alone['server_cpu'] / alone['sent'])} / {ms(alone['client_cpu'] / alone['sent'])}",
+    )
+    for label, _ in modes:
+        mode_rows(report, label, rounds[label], agents, seconds, args.paced_rate, raw)
     report.print()
 
     if args.profile:

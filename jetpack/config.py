@@ -108,6 +108,9 @@ class ServerSettings:
     rate_limit_per_second: float = 50.0  # per token (per address when anonymous); 0 turns it off
     rate_limit_burst: int = 200
     shutdown_timeout_seconds: float = 30.0  # how long a stop waits for calls in flight
+    # jetpack serve --hub (docs/hub.md): stdio agents share one server process; it stops when idle this long.
+    hub: bool = False
+    hub_idle_seconds: float = 60.0
 
     def validate(self) -> None:
         if not 0.1 <= self.sweep_interval_seconds <= 3600:
@@ -122,6 +125,8 @@ class ServerSettings:
             raise ConfigError(f"server.max_body_bytes must be between 1024 and 1073741824, not {self.max_body_bytes}")
         if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1:
             raise ConfigError("server.rate_limit_per_second must be 0 (off) or more; server.rate_limit_burst 1 or more")
+        if not 0.1 <= self.hub_idle_seconds <= 86_400:
+            raise ConfigError(f"server.hub_idle_seconds must be between 0.1 and 86400, not {self.hub_idle_seconds}")
         if not 0 <= self.shutdown_timeout_seconds <= 3600:
             raise ConfigError(
                 f"server.shutdown_timeout_seconds must be between 0 and 3600, not {self.shutdown_timeout_seconds}"

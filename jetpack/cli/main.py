@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -128,6 +130,14 @@ def _ignore_database_files(root: Path) -> list[str]:
 @click.option(
     "--allowed-host", "allowed_hosts", multiple=True, metavar="NAME", help="With --http: a name clients use (repeat)."
 )
+@click.option(
+    "--hub/--no-hub",
+    "use_hub",
+    default=None,
+    help="Stdio: share one server process with this project's other agents (default: $JETPACK_HUB, else "
+    "server.hub; see docs/hub.md).",
+)
+@click.option("--as-hub", "hub_key", hidden=True, help="Run as the hub with this key (relays start it).")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -138,15 +148,35 @@ def serve(
     host: str | None,
     port: int | None,
     allowed_hosts: tuple[str, ...],
+    use_hub: bool | None,
+    hub_key: str | None,
 ) -> None:
     """Run the MCP server over stdio (agents launch this; logs go to stderr), or with --http
-    over Streamable HTTP and SSE for remote agents (see docs/http.md).
+    over Streamable HTTP and SSE for remote agents (see docs/http.md). With --hub, the stdio
+    agents of a project share one server process (many agents on one machine: docs/hub.md).
 
     \b
     Example:
       claude mcp add jetpack -e JETPACK_AGENT=blue-heron -- jetpack serve     Claude Code, stdio
+      claude mcp add jetpack -e JETPACK_HUB=1 -- jetpack serve                 the same, via the hub
       jetpack serve --http --host 0.0.0.0 --allowed-host jetpack.example.com  one server, tokens
     """
+    environ = dict(os.environ)
+    if agent:
+        environ["JETPACK_AGENT"] = agent
+    if skills is not None:
+        environ["JETPACK_SKILLS"] = skills
+    app = app_of(ctx)
+    if over_http and use_hub:
+        raise click.UsageError("--hub is for stdio agents; over HTTP one server already serves every agent")
+    if use_hub is None:
+        use_hub = _flag("JETPACK_HUB", app.settings.server.hub)
+    if use_hub and not over_http and not hub_key:
+        if sys.platform == "win32":
+            raise click.UsageError(
+                "--hub needs unix sockets that carry file descriptors (Linux, macOS); serve without it"
+            )
+        ctx.exit(_relay_to_hub(app, environ, log_level))
     from jetpack.lazy import skip_package_init
 
     # Agents' clients wait for this start: the SDK's package __init__ would also import its client side.
@@ -159,12 +189,6 @@ def serve(
     from jetpack.server.stdio import serve_stdio
 
     logging.basicConfig(level=log_level.upper(), format="jetpack %(levelname)s %(name)s: %(message)s")
-    environ = dict(os.environ)
-    if agent:
-        environ["JETPACK_AGENT"] = agent
-    if skills is not None:
-        environ["JETPACK_SKILLS"] = skills
-    app = app_of(ctx)
     if over_http and agent:
         raise click.UsageError("over HTTP each connection is its own agent: bind a token to a name instead")
     parts = build_parts(app.settings, store=app.store, identity=IdentityDefaults.from_environ(environ))
@@ -180,10 +204,47 @@ def serve(
             click.echo(options.describe(), err=True)
             serve_http(parts, options, log_level=log_level)
             return
+        if hub_key:
+            ctx.exit(_run_hub(app, parts, hub_key))
         session = new_session(parts)
         anyio.run(serve_stdio, create_server(parts, session_factory=lambda: session), session)
     finally:
         backlog.stop()
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise click.UsageError(f"{name}={value!r}: use 1 or 0 (true/false, yes/no, on/off)")
+
+
+def _relay_to_hub(app: CliApp, environ: dict[str, str], log_level: str) -> int:
+    """What an agent's ``jetpack serve --hub`` does: relay its stdio to the project's hub."""
+    from jetpack.hub.address import hub_address
+    from jetpack.hub.relay import relay_stdio
+
+    address = hub_address(app.settings, environ)
+    where = [*(["--project", str(app.project)] if app.project else []), *(["--db", str(app.db)] if app.db else [])]
+    start = [sys.executable, "-m", "jetpack", *where, "serve", "--as-hub", address.key, "--log-level", log_level]
+    return relay_stdio(address, start, environ)
+
+
+def _run_hub(app: CliApp, parts: Any, key: str) -> int:
+    from jetpack.hub.address import hub_address
+    from jetpack.hub.server import run_hub
+    from jetpack.server import create_server
+
+    address = hub_address(app.settings, os.environ)
+    if address.key != key:
+        raise click.UsageError(
+            f"this hub's settings give key {address.key}, not {key}: its relay sees another configuration"
+        )
+    return run_hub(parts, create_server(parts), address, app.settings.server.hub_idle_seconds)
 
 
 @main.command()

@@ -94,8 +94,9 @@ def new_session(
     *,
     defaults: IdentityDefaults | None = None,
     authorize_name: Callable[[str], None] | None = None,
+    session_id: str | None = None,
 ) -> AgentSession:
-    return AgentSession(
+    session = AgentSession(
         queue=parts.queue,
         registry=parts.registry,
         mail=parts.mail,
@@ -104,6 +105,9 @@ def new_session(
         defaults=defaults or parts.identity,
         authorize_name=authorize_name,
     )
+    if session_id is not None:  # a hub continuing a relay's session
+        session.session_id = session_id
+    return session
 
 
 def create_server(

@@ -38,20 +38,24 @@ _GENERATED_NAME_TRIES = 25
 
 @dataclass(frozen=True)
 class IdentityDefaults:
-    """Identity from the environment of the server process (JETPACK_AGENT, JETPACK_SKILLS)."""
+    """Identity from the environment of the server process (JETPACK_AGENT, JETPACK_SKILLS), or,
+    in a hub, from the environment of the relay that an agent launched."""
 
     name: str | None = None
     skills: tuple[str, ...] = ()
     client_session_id: str | None = None
+    # The process whose death ends the session (a hub's relay); None: this process.
+    pid: int | None = None
 
     @classmethod
-    def from_environ(cls, environ: Any = None) -> IdentityDefaults:
+    def from_environ(cls, environ: Any = None, pid: int | None = None) -> IdentityDefaults:
         environ = os.environ if environ is None else environ
         name = environ.get("JETPACK_AGENT") or None
         return cls(
             name=check_agent_name(name) if name else None,
             skills=tuple(parse_skills(environ.get("JETPACK_SKILLS"))),
             client_session_id=environ.get("CLAUDE_CODE_SESSION_ID") or None,
+            pid=pid,
         )
 
 
@@ -171,7 +175,8 @@ class AgentSession:
         if self.authorize_name is not None:
             self.authorize_name(name)
         info = SessionInfo.for_this_process(self.session_id, self.client_session_id)
-        info = SessionInfo(info.session_id, self.client_name, info.client_session_id, info.pid, info.host)
+        pid = self.defaults.pid or info.pid
+        info = SessionInfo(info.session_id, self.client_name, info.client_session_id, pid, info.host)
         record = self.registry.register(name, skills, info)
         self._actor = Actor(record.name, frozenset(record.skills))
         self._last_touch_ms = self.queue.now()

@@ -31,6 +31,7 @@ from typing import Any, cast
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.runner import serve_dual_era_loop
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent
@@ -200,21 +201,56 @@ def _log_tool_failure(name: str, error: Exception) -> None:
         log.error("Tool %r raised an unexpected exception", name, exc_info=error)
 
 
-class _PipeLines:
-    """Lines for the SDK's reader; tool calls the direct path answers never reach it."""
+class Handshake:
+    """Records the lines of a session's ``initialize`` handshake (the request and the client's
+    ``notifications/initialized``), so that a hub that takes the session over can replay them."""
 
-    def __init__(self, reader: asyncio.StreamReader, direct: _DirectCalls | None) -> None:
+    def __init__(self, on_complete: Callable[[list[bytes]], None]) -> None:
+        self._on_complete = on_complete
+        self.lines: list[bytes] = []
+        self.done = False
+
+    def see(self, line: bytes) -> None:
+        if b'"initialize"' not in line and b"notifications/initialized" not in line:
+            return
+        try:
+            method = json.loads(line).get("method")
+        except (ValueError, AttributeError):
+            return
+        if method == "initialize" and not self.lines:
+            self.lines.append(line.rstrip(b"\n"))
+        elif method == "notifications/initialized" and self.lines:
+            self.lines.append(line.rstrip(b"\n"))
+            self.done = True
+            self._on_complete(self.lines)
+
+
+class _PipeLines:
+    """Lines for the SDK's reader (first any ``replay``); tool calls the direct path answers never
+    reach it."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        direct: _DirectCalls | None,
+        replay: list[bytes] | None = None,
+        handshake: Handshake | None = None,
+    ) -> None:
         self._reader = reader
         self._direct = direct
+        self._replay = list(replay or ())
+        self._handshake = handshake
 
     def __aiter__(self) -> _PipeLines:
         return self
 
     async def __anext__(self) -> str:
         while True:
-            line = await self._reader.readline()
+            line = self._replay.pop(0) + b"\n" if self._replay else await self._reader.readline()
             if not line:
                 raise StopAsyncIteration
+            if self._handshake is not None and not self._handshake.done:
+                self._handshake.see(line)
             message = self._direct.wants(line) if self._direct is not None else None
             if message is None:
                 return line.decode("utf-8", "replace")
@@ -222,10 +258,16 @@ class _PipeLines:
 
 
 class _PipeWriter:
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    """The SDK's writer; drops the one answer that carries ``drop`` (a replayed request's id)."""
+
+    def __init__(self, writer: asyncio.StreamWriter, drop: str | None = None) -> None:
         self._writer = writer
+        self._drop = drop
 
     async def write(self, text: str) -> None:
+        if self._drop is not None and self._drop in text:
+            self._drop = None
+            return
         self._writer.write(text.encode("utf-8"))
 
     async def flush(self) -> None:
@@ -237,29 +279,81 @@ def _is_pipe_or_socket(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
+@dataclass
+class Takeover:
+    """What a hub needs to continue a session another hub began: the handshake to replay, and
+    the id the replayed ``initialize`` carries (its answer is not the client's to see)."""
+
+    replay: list[bytes]
+    drop_id: str | None
+
+
+@asynccontextmanager
+async def _fd_streams(
+    mcp: MCPServer,
+    session: AgentSession,
+    fd_in: int,
+    fd_out: int,
+    *,
+    takeover: Takeover | None = None,
+    handshake: Handshake | None = None,
+) -> AsyncIterator[tuple[Any, Any]]:
+    """The SDK's streams over a pipe pair (which these streams own and close)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_MAX_LINE)
+    read_transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd_in, "rb", buffering=0)
+    )
+    try:
+        write_transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(fd_out, "wb", buffering=0)
+        )
+    except BaseException:
+        read_transport.close()
+        raise
+    writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
+    direct = None if os.environ.get("JETPACK_STDIO_DIRECT") == "0" else _DirectCalls(mcp, session, writer.write)
+    lines = _PipeLines(reader, direct, takeover.replay if takeover else None, handshake)
+    try:
+        async with stdio_server(lines, _PipeWriter(writer, takeover.drop_id if takeover else None)) as streams:  # type: ignore[arg-type]
+            yield streams
+    finally:
+        read_transport.close()
+        write_transport.close()
+
+
 @asynccontextmanager
 async def _pipe_streams(mcp: MCPServer, session: AgentSession) -> AsyncIterator[tuple[Any, Any]]:
-    loop = asyncio.get_running_loop()
     wire_in, wire_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
-    reader = asyncio.StreamReader(limit=_MAX_LINE)
-    read_transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(wire_in, "rb", buffering=0)
-    )
-    write_transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(wire_out, "wb", buffering=0)
-    )
-    writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
-    direct = None if os.environ.get("JETPACK_STDIO_DIRECT") == "0" else _DirectCalls(mcp, session, writer.write)
-    try:
-        async with stdio_server(_PipeLines(reader, direct), _PipeWriter(writer)) as streams:  # type: ignore[arg-type]
-            yield streams
-    finally:
-        read_transport.close()
-        write_transport.close()
+    async with _fd_streams(mcp, session, wire_in, wire_out) as streams:
+        yield streams
+
+
+async def serve_pipes(
+    mcp: MCPServer,
+    session: AgentSession,
+    fd_in: int,
+    fd_out: int,
+    *,
+    takeover: Takeover | None = None,
+    handshake: Handshake | None = None,
+) -> None:
+    """Serve one agent's session over its own pipes in a process that has entered the server's
+    lifespan already (the hub: many of these at once, one lifespan). Closes the pipes."""
+    lowlevel = mcp._lowlevel_server
+    streams = _fd_streams(mcp, session, fd_in, fd_out, takeover=takeover, handshake=handshake)
+    async with streams as (read_stream, write_stream):
+        await serve_dual_era_loop(
+            lowlevel,
+            read_stream,
+            write_stream,
+            lifespan_state=session,
+            init_options=lowlevel.create_initialization_options(),
+        )
 
 
 async def serve_stdio(mcp: MCPServer, session: AgentSession) -> None:

@@ -1,0 +1,176 @@
+"""`jetpack serve --hub`: real relays (what agents launch) sharing one real hub process.
+
+Every agent here is a `python -m jetpack serve` over stdio with JETPACK_HUB=1; the hub is the
+process the first relay starts. Hubs of these tests stop one second after their last agent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import RawServer, db_path, open_db, write_config
+
+from jetpack.config import load_settings
+from jetpack.hub.address import HubAddress, hub_address, running_hub_pid
+
+WAIT_SECONDS = 30.0
+
+
+def _wait_for(what: str, check: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _address(project: Path) -> HubAddress:
+    return hub_address(load_settings({"JETPACK_PROJECT_DIR": str(project)}), {"JETPACK_PROJECT_DIR": str(project)})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A hub that exited but was not yet reaped by the relay that started it is a zombie.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _agent_row(project: Path, name: str) -> dict[str, Any]:
+    with open_db(db_path(project)) as conn:
+        conn.row_factory = lambda cursor, row: {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+        row = conn.execute("SELECT * FROM agents WHERE name = ?", (name,)).fetchone()
+    assert row is not None, f"agent {name} is not registered"
+    return dict(row)
+
+
+def _structured(result: dict[str, Any]) -> dict[str, Any]:
+    assert not result.get("isError"), result
+    return dict(result["structuredContent"])
+
+
+@pytest.fixture
+def hub_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # Sockets, locks and logs of this test's hubs in a directory of its own (short: a socket's
+    # path has ~100 bytes), removed afterwards.
+    runtime = Path(tempfile.mkdtemp(prefix="jp", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    write_config(project, "[server]\nhub_idle_seconds = 1\n")
+    yield project
+    for lock in runtime.glob("*/*.lock"):
+        pid = int(lock.read_text().strip() or 0)
+        if pid and _alive(pid):  # a failed test must not leave its hub behind
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _agent(project: Path, name: str, **env: str) -> RawServer:
+    runtime = os.environ["XDG_RUNTIME_DIR"]
+    return RawServer(project, JETPACK_HUB="1", JETPACK_AGENT=name, XDG_RUNTIME_DIR=runtime, **env)
+
+
+def test_agents_share_one_hub_and_keep_their_own_identity(hub_project: Path) -> None:
+    with _agent(hub_project, "alpha") as alpha, _agent(hub_project, "beta") as beta:
+        alpha.handshake()
+        beta.handshake()
+        created = _structured(alpha.call_tool("create_tasks", {"tasks": [{"title": "shared work"}]}))
+        task_id = created["created"][0]["id"]
+        claimed = _structured(beta.call_tool("claim_task", {}))
+        assert claimed["id"] == task_id and claimed["assignee"] == "beta"
+        _structured(beta.call_tool("send_mail", {"to": ["alpha"], "subject": "took it", "body": "mine"}))
+        inbox = _structured(alpha.call_tool("fetch_inbox", {}))
+        assert [(m["sender"], m["subject"]) for m in inbox["messages"]] == [("beta", "took it")]
+
+        hub = running_hub_pid(_address(hub_project))
+        assert hub is not None and hub not in (alpha.proc.pid, beta.proc.pid)
+        # Each session records its relay, the process whose death ends it, not the shared hub.
+        assert _agent_row(hub_project, "alpha")["pid"] == alpha.proc.pid
+        assert _agent_row(hub_project, "beta")["pid"] == beta.proc.pid
+        # The relays passed their pipes on: the hub is the only server process.
+        assert "--as-hub" in Path(f"/proc/{hub}/cmdline").read_bytes().decode().replace("\0", " ")
+
+
+def test_closing_stdin_ends_the_session_the_relay_and_then_the_idle_hub(hub_project: Path) -> None:
+    address = _address(hub_project)
+    with _agent(hub_project, "alpha") as alpha:
+        alpha.handshake()
+        _structured(alpha.call_tool("list_tasks", {}))
+        hub = running_hub_pid(address)
+        assert hub is not None
+        assert alpha.close_stdin_and_wait() == 0
+        assert _agent_row(hub_project, "alpha")["ended_at"] is not None
+    _wait_for("the idle hub to stop", lambda: not _alive(hub))
+    assert not address.socket.exists()
+
+
+def test_a_killed_relay_ends_its_session_while_the_hub_serves_the_others(hub_project: Path) -> None:
+    with _agent(hub_project, "alpha") as alpha, _agent(hub_project, "beta") as beta:
+        alpha.handshake()
+        beta.handshake()
+        _structured(alpha.call_tool("list_tasks", {}))
+        _structured(beta.call_tool("list_tasks", {}))
+        alpha.kill()
+        _wait_for("the hub to end the killed relay's session", lambda: _agent_row(hub_project, "alpha")["ended_at"])
+        assert _agent_row(hub_project, "beta")["ended_at"] is None
+        assert _structured(beta.call_tool("list_tasks", {}))["tasks"] == []
+
+
+def test_a_killed_hub_hands_every_session_to_a_new_one(hub_project: Path) -> None:
+    address = _address(hub_project)
+    with _agent(hub_project, "alpha") as alpha, _agent(hub_project, "beta") as beta:
+        alpha.handshake()
+        beta.handshake()
+        _structured(alpha.call_tool("create_tasks", {"tasks": [{"title": "before"}]}))
+        first = running_hub_pid(address)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        _wait_for("the old hub to die", lambda: not _alive(first))
+        # No new handshake: the relays replay theirs to the hub they start, and the calls go on.
+        titles = [t["title"] for t in _structured(beta.call_tool("list_tasks", {}))["tasks"]]
+        assert titles == ["before"]
+        _structured(alpha.call_tool("send_mail", {"to": ["beta"], "subject": "still here", "body": "."}))
+        assert [m["subject"] for m in _structured(beta.call_tool("fetch_inbox", {}))["messages"]] == ["still here"]
+        second = running_hub_pid(address)
+        assert second is not None and second != first
+        # The replayed initialize was answered to the relay's replay, never to the client.
+        for server in (alpha, beta):
+            answers = [json.loads(line) for line in server.lines]
+            assert [a["id"] for a in answers if a.get("id") is not None and "protocolVersion" in str(a)] == [1]
+
+
+def test_an_invalid_agent_name_is_refused_with_a_clear_error(hub_project: Path) -> None:
+    with _agent(hub_project, "not a name!") as bad:
+        assert bad.close_stdin_and_wait() == 1
+        assert "agent name" in bad.stderr and "refused" in bad.stderr
+
+
+def test_agents_with_other_settings_get_their_own_hub(hub_project: Path) -> None:
+    with _agent(hub_project, "alpha") as alpha, _agent(hub_project, "beta", JETPACK_LOG_LEVEL="info") as beta:
+        alpha.handshake()
+        beta.handshake()
+        _structured(alpha.call_tool("create_tasks", {"tasks": [{"title": "one database"}]}))
+        assert [t["title"] for t in _structured(beta.call_tool("list_tasks", {}))["tasks"]] == ["one database"]
+        settings = load_settings({"JETPACK_PROJECT_DIR": str(hub_project)})
+        plain = hub_address(settings, {"JETPACK_PROJECT_DIR": str(hub_project)})
+        chatty = hub_address(settings, {"JETPACK_PROJECT_DIR": str(hub_project), "JETPACK_LOG_LEVEL": "info"})
+        assert plain.key != chatty.key
+        hubs = {running_hub_pid(plain), running_hub_pid(chatty)}
+        assert None not in hubs and len(hubs) == 2
+        for pid in hubs:
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
