@@ -23,6 +23,10 @@ the pragmas of _common.raw_connect) from K processes; one stdio agent alone (the
 latency); and the service functions in one thread (jetpack.mail.send_mail + fetch_inbox, no MCP).
 --profile adds a cProfile of the service-level loop.
 
+Each of a)–c) runs twice (``--mode both``, the default): with a server process per agent
+(``jetpack serve``), and with the agents' ``jetpack serve --hub`` relays handing their pipes to one
+hub (docs/hub.md; the hub's CPU is counted as server CPU).
+
 The agent processes are this script itself (``bench_mail.py _worker ...``), started with the same
 ``ready`` / command-line protocol as benchmarks/_agent_worker.py.
 """
