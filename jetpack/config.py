@@ -369,6 +369,8 @@ budget_factor = 2.0     # a task running past estimate x 2 (clamped to 5 min - 2
 
 [server]
 sweep_interval_seconds = 15   # how often expired leases return to the queue (and new mail joins search)
+# hub = true                    # stdio agents share one server process (docs/hub.md); JETPACK_HUB=1 per agent
+# hub_idle_seconds = 60         # ... which stops this long after its last agent
 # jetpack serve --http (docs/http.md): where it listens, the names clients use, limits
 # host = "127.0.0.1"            # beyond loopback (e.g. "0.0.0.0"), every request needs a token
 # port = 8765

@@ -34,6 +34,8 @@ async def run(project: Path, agent: str, mode: str, drain: bool) -> dict[str, An
         "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
         "JETPACK_PROJECT_DIR": str(project),
         "JETPACK_AGENT": agent,
+        # the test that runs the swarm through a hub (jetpack serve --hub) sets these
+        **{name: os.environ[name] for name in ("JETPACK_HUB", "XDG_RUNTIME_DIR") if name in os.environ},
     }
     server = StdioServerParameters(command=sys.executable, args=["-m", "jetpack", "serve"], env=env, cwd=str(project))
     completed: list[str] = []

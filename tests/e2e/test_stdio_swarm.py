@@ -4,14 +4,17 @@ done exactly once, none lost.
 
 Each worker is tests/e2e/swarm_worker.py in its own process; it spawns its own server through the
 SDK's stdio client. Half the workers use the initialize handshake, half the SDK's "auto" mode.
+The same swarm runs once more through one hub (`jetpack serve --hub`, docs/hub.md).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,7 @@ def _add_from_file(project: Path, tmp_path: Path, plan: list[dict[str, Any]]) ->
     return list(created["created"])
 
 
-def _run_swarm(project: Path, *extra: str) -> list[dict[str, Any]]:
+def _run_swarm(project: Path, *extra: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Start WORKERS agent processes at once; wait for all; return their reports."""
     agents = [f"swarm-{n}" for n in range(WORKERS)]
     workers: list[subprocess.Popen[str]] = []
@@ -58,7 +61,7 @@ def _run_swarm(project: Path, *extra: str) -> list[dict[str, Any]]:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
-                    env=server_env(project),
+                    env=server_env(project, **(env or {})),
                     cwd=str(project),
                 )
             )
@@ -114,6 +117,26 @@ def test_eight_stdio_agents_complete_2000_tasks_exactly_once(project: Path, tmp_
     reports = _run_swarm(project)
     assert sum(len(report["completed"]) for report in reports) == TASKS
     _assert_each_done_exactly_once(project, reports, all_ids)
+
+
+def test_eight_stdio_agents_through_one_hub_complete_2000_tasks_exactly_once(project: Path, tmp_path: Path) -> None:
+    """The same swarm with `jetpack serve --hub`: the SDK's stdio client in both protocol eras, every
+    agent's relay handing its pipes to one hub."""
+    created = _add_from_file(project, tmp_path, [{"title": f"hub task {i}"} for i in range(TASKS)])
+    config = project / ".jetpack" / "config.toml"
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nhub_idle_seconds = 1\n", 1))
+    runtime = Path(tempfile.mkdtemp(prefix="jp", dir="/tmp"))  # short: a socket path has ~100 bytes
+    try:
+        reports = _run_swarm(project, env={"JETPACK_HUB": "1", "XDG_RUNTIME_DIR": str(runtime)})
+        hubs = list(runtime.glob("*/*.lock"))
+        assert len(hubs) == 1, "the eight agents should have shared one hub"
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert sum(len(report["completed"]) for report in reports) == TASKS
+    _assert_each_done_exactly_once(project, reports, {c["id"] for c in created})
+    with open_db(db_path(project)) as conn:
+        ended = conn.execute("SELECT count(*) FROM agents WHERE name LIKE 'swarm-%' AND ended_at IS NOT NULL")
+        assert ended.fetchone()[0] == WORKERS, "each relay's session ends when its client closes it"
 
 
 LAYERS = 8
