@@ -182,6 +182,17 @@ def test_processes_indexing_at_once_index_each_message_once(
     assert len(search_mail(mail, "passed", limit=100)) == 100
 
 
+def test_names_found_once_are_remembered_and_unknown_ones_still_refused(mail: MailContext) -> None:
+    send(mail, to=["bob"])
+    assert mail.known_agents == {"bob"}
+    with pytest.raises(NotFound, match="'bobb'") as refused:
+        send(mail, to=["bob", "bobb"])
+    assert "'bob'" not in str(refused.value).split("did you mean")[0]
+    assert mail.known_agents == {"bob"}  # a refused send learns nothing
+    send(mail, to=["bob", "carol"])
+    assert mail.known_agents == {"bob", "carol"}
+
+
 @pytest.mark.parametrize(
     ("message", "error", "match"),
     [

@@ -138,20 +138,22 @@ def _resolve_recipients(ctx: MailContext, sender: Sender, to: list[str], topic: 
         ):
             wanted.setdefault(row["name"], None)
     explicit = [n for n in names if n != BROADCAST]
-    if explicit:
+    unseen = [n for n in explicit if n not in ctx.known_agents]
+    if unseen:
         found = {
             r["name"]
             for r in ctx.store.query(
                 "SELECT name FROM agents WHERE name IN (SELECT value FROM json_each(:names))",
-                {"names": json.dumps(explicit)},
+                {"names": json.dumps(unseen)},
             )
         }
-        unknown = [n for n in explicit if n not in found]
+        unknown = [n for n in unseen if n not in found]
         if unknown:
             known = {r["name"] for r in ctx.store.query("SELECT name FROM agents")}
             raise NotFound(_unknown_agents_message(unknown, known))
-        for name in explicit:
-            wanted.setdefault(name, None)
+        ctx.known_agents.update(found)
+    for name in explicit:
+        wanted.setdefault(name, None)
     if topic is not None:
         for row in ctx.store.query(
             "SELECT agent FROM topic_subscriptions WHERE topic = :topic ORDER BY agent", {"topic": topic}

@@ -53,6 +53,9 @@ class MailContext:
     clock: Clock = field(default_factory=SystemClock)
     # An agent silent this long is not "live": broadcasts skip it (so the dead do not pile up).
     live_seconds: float = 120.0
+    # Agent names this process has seen exist. Names are never deleted, so a name once found needs no
+    # second look (a hub sends thousands of messages a second to the same few dozen names).
+    known_agents: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def now(self) -> int:
         return self.clock.now_ms()
