@@ -19,6 +19,7 @@ from jetpack.config import DB_FILE, DEFAULT_CONFIG, STATE_DIR, load_settings
 _LAZY_COMMANDS = {
     "dashboard": "jetpack.cli.dashboard:dashboard",
     "hook": "jetpack.cli.hook:hook",
+    "hub": "jetpack.cli.hub:hub",
     "load": "jetpack.cli.plans:load_command",
     "mail": "jetpack.cli.mail:mail_group",
     "mcp": "jetpack.cli.mcp_config:mcp_group",
@@ -176,7 +177,11 @@ def serve(
             raise click.UsageError(
                 "--hub needs unix sockets that carry file descriptors (Linux, macOS); serve without it"
             )
-        ctx.exit(_relay_to_hub(app, environ, log_level))
+        from jetpack.hub.relay import can_hand_over
+
+        if can_hand_over(0) and can_hand_over(1):
+            ctx.exit(_relay_to_hub(app, environ, log_level))
+        click.echo("jetpack serve: stdin or stdout is a file, which a hub cannot serve; serving here", err=True)
     from jetpack.lazy import skip_package_init
 
     # Agents' clients wait for this start: the SDK's package __init__ would also import its client side.

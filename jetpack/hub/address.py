@@ -45,21 +45,54 @@ class HubAddress:
         return f"hub {self.key} at {self.socket} (log: {self.log})"
 
 
-def running_hub_pid(address: HubAddress) -> int | None:
-    """The pid of the hub serving ``address``, if one is running."""
-    try:
-        pid = int(address.lock.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    if pid <= 0 or not address.socket.exists():
-        return None
+@dataclass(frozen=True)
+class HubRecord:
+    """What a running hub writes into its lock file."""
+
+    pid: int
+    key: str
+    project: str
+    database: str
+    started_at: float
+
+    def to_line(self) -> bytes:
+        return json.dumps(self.__dict__).encode() + b"\n"
+
+    @classmethod
+    def read(cls, lock: Path) -> HubRecord | None:
+        try:
+            data = json.loads(lock.read_text() or "null")
+            return cls(**data) if isinstance(data, dict) else None
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:
         pass
-    return pid
+    return True
+
+
+def running_hub_pid(address: HubAddress) -> int | None:
+    """The pid of the hub serving ``address``, if one is running."""
+    record = HubRecord.read(address.lock)
+    if record is None or not address.socket.exists() or not _alive(record.pid):
+        return None
+    return record.pid
+
+
+def running_hubs() -> list[HubRecord]:
+    """Every hub of this user that is running now."""
+    found = []
+    for lock in sorted(runtime_dir().glob("*.lock")):
+        record = HubRecord.read(lock)
+        if record is not None and lock.with_suffix(".sock").exists() and _alive(record.pid):
+            found.append(record)
+    return found
 
 
 def hub_environment(environ: Mapping[str, str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -203,6 +204,10 @@ class Relay:
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 note = json.loads(line)
+                if note.get("failed"):
+                    raise HubError(
+                        f"the hub could not serve this session: {note['failed']}; see {self._link.address.log}"
+                    )
                 if note.get("bye"):
                     return "bye"
                 if isinstance(note.get("handshake"), list):
@@ -228,6 +233,13 @@ class Relay:
                 drop_id = message["id"] = f"{_REPLAY_ID}-{os.getpid()}-{len(self._losses)}"
             replay.append(json.dumps(message, separators=(",", ":")))
         return {"replay": replay, "drop_id": drop_id}
+
+
+def can_hand_over(fd: int) -> bool:
+    """Whether another process can serve this descriptor as a stream (a pipe, socket or terminal;
+    not a regular file)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
 
 
 def relay_stdio(address: HubAddress, start_argv: Sequence[str], environ: Mapping[str, str]) -> int:

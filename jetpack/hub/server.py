@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from mcp.server.mcpserver import MCPServer
 
-from jetpack.hub.address import HubAddress
+from jetpack.hub.address import HubAddress, HubRecord
 from jetpack.hub.relay import PROTOCOL
 from jetpack.server.app import ServerParts, new_session
 from jetpack.server.connections import close_session
@@ -203,16 +203,21 @@ class Hub:
         try:
             await asyncio.wait({serving, relay_gone}, return_when=asyncio.FIRST_COMPLETED)
             if serving.done():
-                serving.result()  # a failure is logged by the caller
-                writer.write(b'{"bye":true}\n')
+                failure = None if serving.cancelled() else serving.exception()
+                # A session that failed ends its relay with the reason: the next hub would fail it too.
+                note = {"bye": True} if failure is None else {"failed": f"{type(failure).__name__}: {failure}"}
+                writer.write(json.dumps(note).encode() + b"\n")
                 with contextlib.suppress(OSError):
                     await writer.drain()
+                if failure is not None:
+                    raise failure  # logged by the caller
         finally:
             for task in (serving, relay_gone):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await serving
-            close_session(session)
+            if not self._stop.is_set():  # else the session moves to the next hub with its relay
+                close_session(session)
 
 
 def run_hub(parts: ServerParts, mcp: MCPServer, address: HubAddress, idle_seconds: float) -> int:
@@ -224,8 +229,9 @@ def run_hub(parts: ServerParts, mcp: MCPServer, address: HubAddress, idle_second
         if not _take_lock(lock_fd):
             log.warning("another hub holds %s; leaving it to serve", address.lock)
             return 0
+        record = HubRecord(os.getpid(), address.key, str(parts.settings.project_dir), parts.store.location, time.time())
         os.ftruncate(lock_fd, 0)
-        os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)  # who the hub is, for `ps`, a benchmark, an operator
+        os.pwrite(lock_fd, record.to_line(), 0)  # who the hub is: `jetpack hub status`, benchmarks, tests
         hub = Hub(parts, mcp, address, idle_seconds)
         anyio.run(hub.serve)
         return 0

@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import RawServer, db_path, open_db, write_config
+from e2e_helpers import RawServer, db_path, open_db, server_env, write_config
 
 from jetpack.config import load_settings
-from jetpack.hub.address import HubAddress, hub_address, running_hub_pid
+from jetpack.hub.address import HubAddress, HubRecord, hub_address, running_hub_pid
 
 WAIT_SECONDS = 30.0
 
@@ -73,9 +75,9 @@ def hub_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     write_config(project, "[server]\nhub_idle_seconds = 1\n")
     yield project
     for lock in runtime.glob("*/*.lock"):
-        pid = int(lock.read_text().strip() or 0)
-        if pid and _alive(pid):  # a failed test must not leave its hub behind
-            os.kill(pid, signal.SIGKILL)
+        record = HubRecord.read(lock)
+        if record is not None and _alive(record.pid):  # a failed test must not leave its hub behind
+            os.kill(record.pid, signal.SIGKILL)
     shutil.rmtree(runtime, ignore_errors=True)
 
 
@@ -174,3 +176,71 @@ def test_agents_with_other_settings_get_their_own_hub(hub_project: Path) -> None
         for pid in hubs:
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
+
+
+def test_hub_status_lists_the_hub_and_restart_moves_the_agents_to_a_new_one(hub_project: Path) -> None:
+    def hub_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "jetpack", "hub", *args],
+            check=False,
+            env=server_env(hub_project, XDG_RUNTIME_DIR=os.environ["XDG_RUNTIME_DIR"]),
+            cwd=str(hub_project),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert "no hub is running" in hub_cli("status").stdout
+    with _agent(hub_project, "alpha") as alpha:
+        alpha.handshake()
+        _structured(alpha.call_tool("create_tasks", {"tasks": [{"title": "kept"}]}))
+        listed = json.loads(hub_cli("status", "--json").stdout)["hubs"]
+        first = running_hub_pid(_address(hub_project))
+        assert [h["pid"] for h in listed] == [first]
+        assert listed[0]["database"] == str(db_path(hub_project)) and listed[0]["log"].endswith(".log")
+
+        restarted = hub_cli("restart")
+        assert restarted.returncode == 0 and "stopped 1 hub" in restarted.stdout, restarted.stderr
+        assert [t["title"] for t in _structured(alpha.call_tool("list_tasks", {}))["tasks"]] == ["kept"]
+        second = running_hub_pid(_address(hub_project))
+        assert second not in (None, first)
+        # The session moved with its relay: it was not ended on the way.
+        assert _agent_row(hub_project, "alpha")["ended_at"] is None
+
+
+def test_with_stdio_on_files_the_agent_is_served_in_its_own_process(hub_project: Path, tmp_path: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        "\n".join(
+            json.dumps(m)
+            for m in (
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}},
+                },
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_tasks", "arguments": {}}},
+            )
+        )
+        + "\n"
+    )
+    answers = tmp_path / "answers.jsonl"
+    with requests.open("rb") as stdin, answers.open("wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "jetpack", "serve", "--hub"],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=server_env(hub_project, JETPACK_AGENT="filed", XDG_RUNTIME_DIR=os.environ["XDG_RUNTIME_DIR"]),
+            cwd=str(hub_project),
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "serving here" in done.stderr
+    ids = [json.loads(line).get("id") for line in answers.read_text().splitlines()]
+    assert sorted(ids) == [1, 2]
+    assert running_hub_pid(_address(hub_project)) is None  # no hub was started for it
