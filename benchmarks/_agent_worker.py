@@ -1,6 +1,7 @@
 """One benchmark agent process: claims and completes tasks until the queue is empty.
 
     python benchmarks/_agent_worker.py stdio PROJECT_DIR AGENT_NAME
+    python benchmarks/_agent_worker.py hub   PROJECT_DIR AGENT_NAME   (jetpack serve --hub)
     python benchmarks/_agent_worker.py raw   DB_PATH     AGENT_NAME
 
 ``stdio`` talks MCP (newline-delimited JSON-RPC) to its own ``python -m jetpack serve``;
@@ -25,8 +26,8 @@ def _wait_for_go() -> None:
         raise SystemExit("worker: expected 'go'")
 
 
-def run_stdio(project: Path, agent: str) -> dict[str, object]:
-    client = StdioClient(project, agent)
+def run_stdio(project: Path, agent: str, *, hub: bool = False) -> dict[str, object]:
+    client = StdioClient(project, agent, env={"JETPACK_HUB": "1"} if hub else None)
     client.initialize()
     client.call("list_tasks", {"limit": 1})  # registers the agent and warms the server's code paths
     _wait_for_go()
@@ -90,7 +91,10 @@ def run_raw(db: Path, agent: str) -> dict[str, object]:
 
 def main() -> None:
     mode, location, agent = sys.argv[1:4]
-    result = run_stdio(Path(location), agent) if mode == "stdio" else run_raw(Path(location), agent)
+    if mode in ("stdio", "hub"):
+        result = run_stdio(Path(location), agent, hub=mode == "hub")
+    else:
+        result = run_raw(Path(location), agent)
     print(json.dumps(result), flush=True)
 
 

@@ -252,11 +252,11 @@ def run_agents(mode: str, location: Path, agents: int) -> dict[str, Any]:
     }
 
 
-def stdio_round(tasks: int, agents: int) -> dict[str, Any]:
-    with temp_dir("stdio") as root:
+def stdio_round(tasks: int, agents: int, *, hub: bool = False) -> dict[str, Any]:
+    with temp_dir("hub" if hub else "stdio") as root:
         store, _ = open_jetpack(root, tasks)
         store.close()
-        result = run_agents("stdio", root, agents)
+        result = run_agents("hub" if hub else "stdio", root, agents)
         check = open_store(jetpack_settings(root).db_path)
         try:
             done = check.query("SELECT count(*) AS n FROM tasks WHERE state = 'done'")[0]["n"]
@@ -356,6 +356,7 @@ def main() -> None:
     raw_k = raw_agents_round(stdio_tasks, agents)
     one = stdio_round(max(200, stdio_tasks // 8), 1)
     stdio_k = stdio_round(stdio_tasks, agents)
+    hub_k = stdio_round(stdio_tasks, agents, hub=True)
     report.section(f"c) {agents} agent processes, one DB, {stdio_tasks} tasks (minimal JSON-RPC stdio client)")
     report.add(f"raw SQLite, {agents} processes, pairs/s", f"{rate(raw_k):,.0f}")
     latency_rows(report, f"raw x{agents}", raw_k)
@@ -393,6 +394,13 @@ def main() -> None:
     report.add(
         "pairs per agent: min / median / max",
         f"{min(stdio_k['per_agent'])} / {statistics.median(stdio_k['per_agent']):.0f} / {max(stdio_k['per_agent'])}",
+    )
+    report.section(f"c') the same {agents} agents through one hub (jetpack serve --hub, docs/hub.md)")
+    report.add(f"hub, {agents} agents, pairs/s", f"{rate(hub_k):,.0f}")
+    report.add(
+        f"hub x{agents} claim p50 / p99, complete p50 / p99",
+        f"{ms(percentile(hub_k['claim'], 50))} / {ms(percentile(hub_k['claim'], 99))}, "
+        f"{ms(percentile(hub_k['complete'], 50))} / {ms(percentile(hub_k['complete'], 99))}",
     )
     report.print()
 
