@@ -19,18 +19,17 @@ a claim and ``idle`` otherwise, and their claims last as long as their leases.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 
 from pydantic import BaseModel
 
 from jetpack.clock import format_ms, to_datetime
 from jetpack.config import AgentSettings
 from jetpack.errors import InvalidInput
+from jetpack.processes import process_alive
 from jetpack.store import Row, Statement
 from jetpack.tasks import QueueContext, TaskState
 
@@ -67,21 +66,6 @@ class LifecycleContext:
 class Health:
     state: AgentState
     reason: str | None = None  # why an agent is dead or stale
-
-
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` runs on this host (an exited process not yet reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (macOS): the signal check is all there is
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def is_cli(row: Row) -> bool:

@@ -16,10 +16,10 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from jetpack.agents.health import process_alive
 from jetpack.clock import Clock, SystemClock, format_ms, to_datetime
 from jetpack.config import AgentSettings
 from jetpack.errors import Conflict, InvalidInput
+from jetpack.processes import process_alive
 from jetpack.store import DataLayer, Row
 from jetpack.tasks.model import NAME_MAX, normalise_names
 

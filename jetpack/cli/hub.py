@@ -12,6 +12,7 @@ import click
 from jetpack.cli.app import JetpackGroup, app_of, json_option
 from jetpack.cli.output import emit_json, table
 from jetpack.hub.address import HubRecord, hub_address, running_hubs
+from jetpack.processes import process_alive
 
 
 @click.group("hub", cls=JetpackGroup)
@@ -93,20 +94,8 @@ def restart(ctx: click.Context, everyone: bool) -> None:
     deadline = time.monotonic() + 30
     waiting = {h.pid for h in hubs}
     while waiting and time.monotonic() < deadline:
-        waiting = {pid for pid in waiting if _running(pid)}
+        waiting = {pid for pid in waiting if process_alive(pid)}
         time.sleep(0.05)
     if waiting:
         raise click.ClickException(f"hub(s) {sorted(waiting)} did not stop within 30 s; `kill -9` them")
     click.echo(f"stopped {len(hubs)} hub(s); their agents' relays start a new one as they need it")
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a hub that exited but was not yet reaped by the relay that started it
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True

@@ -26,6 +26,7 @@ from pathlib import Path
 from jetpack import __version__
 from jetpack.config import Settings
 from jetpack.errors import ConfigError
+from jetpack.processes import process_alive
 
 # Per agent: sent with each connection, never part of the key.
 IDENTITY_VARS = ("JETPACK_AGENT", "JETPACK_SKILLS", "CLAUDE_CODE_SESSION_ID")
@@ -67,20 +68,10 @@ class HubRecord:
             return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def running_hub_pid(address: HubAddress) -> int | None:
     """The pid of the hub serving ``address``, if one is running."""
     record = HubRecord.read(address.lock)
-    if record is None or not address.socket.exists() or not _alive(record.pid):
+    if record is None or not address.socket.exists() or not process_alive(record.pid):
         return None
     return record.pid
 
@@ -90,7 +81,7 @@ def running_hubs() -> list[HubRecord]:
     found = []
     for lock in sorted(runtime_dir().glob("*.lock")):
         record = HubRecord.read(lock)
-        if record is not None and lock.with_suffix(".sock").exists() and _alive(record.pid):
+        if record is not None and lock.with_suffix(".sock").exists() and process_alive(record.pid):
             found.append(record)
     return found
 

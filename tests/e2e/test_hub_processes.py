@@ -23,6 +23,7 @@ from e2e_helpers import RawServer, db_path, open_db, server_env, write_config
 
 from jetpack.config import load_settings
 from jetpack.hub.address import HubAddress, HubRecord, hub_address, running_hub_pid
+from jetpack.processes import process_alive
 
 WAIT_SECONDS = 30.0
 
@@ -39,18 +40,6 @@ def _wait_for(what: str, check: Callable[[], Any]) -> Any:
 
 def _address(project: Path) -> HubAddress:
     return hub_address(load_settings({"JETPACK_PROJECT_DIR": str(project)}), {"JETPACK_PROJECT_DIR": str(project)})
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A hub that exited but was not yet reaped by the relay that started it is a zombie.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _agent_row(project: Path, name: str) -> dict[str, Any]:
@@ -76,7 +65,7 @@ def hub_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     yield project
     for lock in runtime.glob("*/*.lock"):
         record = HubRecord.read(lock)
-        if record is not None and _alive(record.pid):  # a failed test must not leave its hub behind
+        if record is not None and process_alive(record.pid):  # a failed test must not leave its hub behind
             os.kill(record.pid, signal.SIGKILL)
     shutil.rmtree(runtime, ignore_errors=True)
 
@@ -116,7 +105,7 @@ def test_closing_stdin_ends_the_session_the_relay_and_then_the_idle_hub(hub_proj
         assert hub is not None
         assert alpha.close_stdin_and_wait() == 0
         assert _agent_row(hub_project, "alpha")["ended_at"] is not None
-    _wait_for("the idle hub to stop", lambda: not _alive(hub))
+    _wait_for("the idle hub to stop", lambda: not process_alive(hub))
     assert not address.socket.exists()
 
 
@@ -141,7 +130,7 @@ def test_a_killed_hub_hands_every_session_to_a_new_one(hub_project: Path) -> Non
         first = running_hub_pid(address)
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        _wait_for("the old hub to die", lambda: not _alive(first))
+        _wait_for("the old hub to die", lambda: not process_alive(first))
         # No new handshake: the relays replay theirs to the hub they start, and the calls go on.
         titles = [t["title"] for t in _structured(beta.call_tool("list_tasks", {}))["tasks"]]
         assert titles == ["before"]
