@@ -48,6 +48,7 @@ class ServerSpec:
     skills: str | None = None
     url: str | None = None
     project_dir: Path | None = None  # only for clients that need an absolute path (Codex)
+    hub: bool = False  # the agents' servers share one hub (JETPACK_HUB=1, docs/hub.md)
 
     @property
     def transport(self) -> Transport:
@@ -61,6 +62,8 @@ class ServerSpec:
             env["JETPACK_AGENT"] = self.agent
         if self.skills:
             env["JETPACK_SKILLS"] = self.skills
+        if self.hub:
+            env["JETPACK_HUB"] = "1"
         return env
 
 

@@ -193,6 +193,15 @@ def test_command_with_spaces_becomes_command_and_leading_args(project: Path) -> 
     assert (entry["command"], entry["args"]) == ("uv", ["run", "jetpack", "serve"])
 
 
+def test_hub_adds_jetpack_hub_to_the_servers_environment(project: Path) -> None:
+    entry = json.loads(config(project, "--client", "claude", "--hub").stdout)["mcpServers"]["jetpack"]
+    assert entry["env"]["JETPACK_HUB"] == "1" and entry["args"] == ["serve"]
+    codex = tomllib.loads(config(project, "--client", "codex", "--hub").stdout)["mcp_servers"]["jetpack"]
+    assert codex["env"]["JETPACK_HUB"] == "1"
+    refused = run(project, "--client", "claude", "--http", URL, "--hub")
+    assert refused.exit_code == 1 and "--hub configure a server the client launches" in refused.stderr
+
+
 def test_stdio_options_are_refused_over_http(project: Path) -> None:
     result = run(project, "--client", "claude", "--http", URL, "--agent", "blue-heron")
     assert result.exit_code == 1

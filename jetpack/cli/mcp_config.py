@@ -65,6 +65,9 @@ def mcp_group() -> None:
 @click.option("--agent", metavar="NAME", help="stdio: the agent name (JETPACK_AGENT) the server runs as.")
 @click.option("--skills", metavar="LIST", help="stdio: comma-separated skills (JETPACK_SKILLS).")
 @click.option(
+    "--hub", is_flag=True, help="stdio: share one hub process with the project's other agents (JETPACK_HUB=1)."
+)
+@click.option(
     "--name",
     default=DEFAULT_SERVER_NAME,
     show_default=True,
@@ -92,6 +95,7 @@ def config_command(
     url: str | None,
     agent: str | None,
     skills: str | None,
+    hub: bool,
     name: str,
     command: str | None,
     write: bool,
@@ -107,6 +111,7 @@ def config_command(
     \b
     Example:
       jetpack mcp config --client claude --skills python,sql --write
+      jetpack mcp config --client claude --hub --write   many agents here: they share one hub
       jetpack mcp config --client cursor --http http://127.0.0.1:8765/mcp --write
       jetpack mcp config --client gemini --http http://127.0.0.1:8765/sse
       jetpack mcp config --client codex --agent blue-heron --write   (says where it goes)
@@ -117,7 +122,7 @@ def config_command(
     client = CLIENTS[client_key]
     project = _project_dir(ctx)
     notes: list[str] = []
-    spec = _server_spec(client, project, url, agent, skills, name, command, notes)
+    spec = _server_spec(client, project, url, agent, skills, name, command, notes, hub=hub)
     document = client.document(spec)
     text = client.render(document)
     file = project / client.config_file if client.project_file else _codex_config_path()
@@ -176,10 +181,13 @@ def _server_spec(
     name: str,
     command: str | None,
     notes: list[str],
+    *,
+    hub: bool = False,
 ) -> ServerSpec:
     name = check_server_name(name)
     if url is not None:
-        stdio_only = [f"--{o}" for o, v in (("agent", agent), ("skills", skills), ("command", command)) if v]
+        given = (("agent", agent), ("skills", skills), ("command", command), ("hub", hub))
+        stdio_only = [f"--{o}" for o, v in given if v]
         if stdio_only:
             raise InvalidInput(
                 f"{', '.join(stdio_only)} configure a server the client launches (stdio); over --http the token names "
@@ -202,6 +210,7 @@ def _server_spec(
         agent=check_agent_name(agent) if agent else None,
         skills=",".join(parse_skills(skills)) or None,
         project_dir=project,
+        hub=hub,
     )
 
 
