@@ -233,3 +233,19 @@ def test_with_stdio_on_files_the_agent_is_served_in_its_own_process(hub_project:
     ids = [json.loads(line).get("id") for line in answers.read_text().splitlines()]
     assert sorted(ids) == [1, 2]
     assert running_hub_pid(_address(hub_project)) is None  # no hub was started for it
+
+
+def test_an_inbox_subscriber_in_the_hub_is_told_when_mail_arrives(hub_project: Path) -> None:
+    with _agent(hub_project, "alpha") as alpha, _agent(hub_project, "beta") as beta:
+        alpha.handshake()
+        beta.handshake()
+        _structured(alpha.call_tool("list_tasks", {}))  # registers alpha, so beta can mail it
+        assert "result" in alpha.request("resources/subscribe", {"uri": "jetpack://inbox/alpha"})
+        _structured(beta.call_tool("send_mail", {"to": ["alpha"], "subject": "ping", "body": "."}))
+        while True:  # only the subscriber's session is told (receive fails the test after its timeout)
+            message = alpha.receive()
+            assert message is not None, alpha.stderr
+            if message.get("method") == "notifications/resources/updated":
+                assert message["params"]["uri"] == "jetpack://inbox/alpha"
+                break
+        assert not [json.loads(line) for line in beta.lines if b"resources/updated" in line]
