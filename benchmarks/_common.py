@@ -164,6 +164,26 @@ def raw_complete(conn: Any, agent: str, task_id: str, summary: str) -> None:
 # A minimal MCP client: newline-delimited JSON-RPC over the pipes of a `jetpack serve` child
 
 
+def proc_stat(pid: int | str) -> tuple[str, list[str]]:
+    """A process's name and the fields of /proc/PID/stat after it (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+
+
+def process_cpu_seconds(pid: int, *, with_reaped: bool = False) -> float:
+    """utime + stime of a process so far, and of the children it has waited for if ``with_reaped``."""
+    fields = proc_stat(pid)[1]
+    return sum(int(x) for x in fields[11 : 15 if with_reaped else 13]) / os.sysconf("SC_CLK_TCK")
+
+
+def hub_pid(project: Path) -> int | None:
+    """The pid of the hub that the project's ``jetpack serve --hub`` agents (this checkout's
+    environment, see ``subprocess_env``) share, if one runs."""
+    from jetpack.hub.address import hub_address, running_hub_pid
+
+    return running_hub_pid(hub_address(jetpack_settings(project), {"JETPACK_PROJECT_DIR": str(project)}))
+
+
 class StdioClient:
     """Just enough MCP to call tools: initialize, notifications/initialized, tools/call.
 
@@ -218,10 +238,9 @@ class StdioClient:
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process has used so far (Linux /proc; else 0)."""
         try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return process_cpu_seconds(self.process.pid)
         except OSError:
             return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> tuple[float, float]:
         """Close stdin, wait for exit; return the server's (user, system) CPU seconds."""

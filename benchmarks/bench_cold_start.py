@@ -30,6 +30,7 @@ from _common import (
     Report,
     StdioClient,
     add_common_arguments,
+    hub_pid,
     jetpack_settings,
     ms,
     subprocess_env,
@@ -76,18 +77,14 @@ def first_result(
 
 def stop_hub(project: Path) -> None:
     """Stop the project's hub, if one runs, and wait until it has gone."""
-    from jetpack.hub.address import hub_address, running_hub_pid
+    from jetpack.processes import process_alive
 
-    pid = running_hub_pid(hub_address(jetpack_settings(project), {"JETPACK_PROJECT_DIR": str(project)}))
+    pid = hub_pid(project)
     if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 

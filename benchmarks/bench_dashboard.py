@@ -57,6 +57,8 @@ from _common import (
     jetpack_settings,
     ms,
     percentile,
+    proc_stat,
+    process_cpu_seconds,
     raw_connect,
     subprocess_env,
     temp_dir,
@@ -160,18 +162,6 @@ def serving(project: Path, problems: list[str]) -> Iterator[Any]:
             problems += [f"{project.name}: {line.strip()[:160]}" for line in flagged]
             if status not in (0, -15):
                 problems.append(f"{project.name}: server exited with status {status} after SIGTERM")
-
-
-def proc_stat(pid: int | str) -> tuple[str, list[str]]:
-    """A process's name and the fields of /proc/PID/stat after it (Linux)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-
-
-def process_cpu_seconds(pid: int, *, with_reaped: bool = False) -> float:
-    """utime + stime of a process so far, and of the children it has waited for if ``with_reaped``."""
-    fields = proc_stat(pid)[1]
-    return sum(int(x) for x in fields[11 : 15 if with_reaped else 13]) / os.sysconf("SC_CLK_TCK")
 
 
 def settle(pid: int, below: float = 0.05, timeout: float = 15.0) -> None:

@@ -38,7 +38,6 @@ import cProfile
 import io
 import json
 import logging
-import os
 import pstats
 import random
 import statistics
@@ -53,9 +52,11 @@ from _common import (
     Report,
     StdioClient,
     add_common_arguments,
+    hub_pid,
     jetpack_settings,
     ms,
     percentile,
+    process_cpu_seconds,
     raw_connect,
     temp_dir,
     wait_for_quiet,
@@ -341,15 +342,8 @@ def new_project(root: Path, names: int) -> Path:
     return Path(db)
 
 
-def _process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _hub_pid(root: Path) -> int:
-    from jetpack.hub.address import hub_address, running_hub_pid
-
-    pid = running_hub_pid(hub_address(jetpack_settings(root), {"JETPACK_PROJECT_DIR": str(root)}))
+def _running_hub(root: Path) -> int:
+    pid = hub_pid(root)
     if pid is None:
         raise RuntimeError("the agents' relays started no hub that this benchmark can find")
     return pid
@@ -363,13 +357,13 @@ def stdio_round(agents: int, seconds: float, paced_rate: float, *, hub: bool = F
         t0 = time.perf_counter()
         workers = Workers("hub" if hub else "stdio", root, agents, agents, seed=1)
         startup = time.perf_counter() - t0
-        hub_pid = _hub_pid(root) if hub else None
+        hub_pid = _running_hub(root) if hub else None
 
         def run(interval: float = 0.0) -> dict[str, Any]:
-            before = _process_cpu(hub_pid) if hub_pid else 0.0
+            before = process_cpu_seconds(hub_pid) if hub_pid else 0.0
             result = workers.run(seconds, interval)
             if hub_pid:
-                result["hub_cpu"] = _process_cpu(hub_pid) - before
+                result["hub_cpu"] = process_cpu_seconds(hub_pid) - before
                 result["server_cpu"] += result["hub_cpu"]
             return result
 

@@ -11,7 +11,7 @@ import click
 
 from jetpack.cli.app import JetpackGroup, app_of, json_option
 from jetpack.cli.output import emit_json, table
-from jetpack.hub.address import HubRecord, hub_address, running_hubs
+from jetpack.hub.address import HubRecord, address_of, hub_address, running_hubs
 from jetpack.processes import process_alive
 
 
@@ -56,7 +56,7 @@ def status(ctx: click.Context, everyone: bool, as_json: bool) -> None:
         {
             **h.__dict__,
             "started": datetime.fromtimestamp(h.started_at, UTC).isoformat(timespec="seconds"),
-            "log": str(expected.log.with_name(f"{h.key}.log")),
+            "log": str(address_of(h.key).log),
         }
         for h in hubs
     ]

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +14,9 @@ from jetpack import __version__
 from jetpack.cli.app import CliApp, JetpackGroup, app_of, json_option
 from jetpack.cli.output import emit_json, table
 from jetpack.config import DB_FILE, DEFAULT_CONFIG, STATE_DIR, load_settings
+
+if TYPE_CHECKING:
+    from jetpack.server import ServerParts
 
 # Commands that live in their own modules, imported only when used.
 _LAZY_COMMANDS = {
@@ -239,7 +242,7 @@ def _relay_to_hub(app: CliApp, environ: dict[str, str], log_level: str) -> int:
     return relay_stdio(address, start, environ)
 
 
-def _run_hub(app: CliApp, parts: Any, key: str) -> int:
+def _run_hub(app: CliApp, parts: ServerParts, key: str) -> int:
     from jetpack.hub.address import hub_address
     from jetpack.hub.server import run_hub
     from jetpack.server import create_server

@@ -38,12 +38,9 @@ _RELAY_VARS = ("JETPACK_HUB",)
 class HubAddress:
     key: str
     socket: Path  # where the hub accepts relays
-    lock: Path  # held by the running hub for its whole life; holds its pid
+    lock: Path  # held by the running hub for its whole life; holds its HubRecord
     spawn: Path  # held by a relay while it starts a hub
     log: Path  # the hub's stderr
-
-    def describe(self) -> str:
-        return f"hub {self.key} at {self.socket} (log: {self.log})"
 
 
 @dataclass(frozen=True)
@@ -68,22 +65,23 @@ class HubRecord:
             return None
 
 
+def _running(lock: Path) -> HubRecord | None:
+    """The record of the hub holding ``lock``, if it is running and listening."""
+    record = HubRecord.read(lock)
+    if record is None or not lock.with_suffix(".sock").exists() or not process_alive(record.pid):
+        return None
+    return record
+
+
 def running_hub_pid(address: HubAddress) -> int | None:
     """The pid of the hub serving ``address``, if one is running."""
-    record = HubRecord.read(address.lock)
-    if record is None or not address.socket.exists() or not process_alive(record.pid):
-        return None
-    return record.pid
+    record = _running(address.lock)
+    return None if record is None else record.pid
 
 
 def running_hubs() -> list[HubRecord]:
     """Every hub of this user that is running now."""
-    found = []
-    for lock in sorted(runtime_dir().glob("*.lock")):
-        record = HubRecord.read(lock)
-        if record is not None and lock.with_suffix(".sock").exists() and process_alive(record.pid):
-            found.append(record)
-    return found
+    return [record for lock in sorted(runtime_dir().glob("*.lock")) if (record := _running(lock)) is not None]
 
 
 def hub_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -117,7 +115,11 @@ def runtime_dir() -> Path:
 
 
 def hub_address(settings: Settings, environ: Mapping[str, str]) -> HubAddress:
-    key = hub_key(settings, environ)
+    return address_of(hub_key(settings, environ))
+
+
+def address_of(key: str) -> HubAddress:
+    """The files of the hub with this key."""
     folder = runtime_dir()
     return HubAddress(
         key=key,

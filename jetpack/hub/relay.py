@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jetpack.hub.address import IDENTITY_VARS, HubAddress
+from jetpack.hub.address import IDENTITY_VARS, HubAddress, hub_environment
 
 PROTOCOL = 2
 _START_TIMEOUT_SECONDS = 60.0
@@ -127,7 +127,8 @@ class HubLink:
             with open(os.open(self.address.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
                 log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} started by relay {os.getpid()}\n".encode())
                 log.flush()
-                self._reap()
+                if self.started is not None:
+                    self.started.poll()  # reap the hub this relay started before, if it has exited
                 self.started = subprocess.Popen(
                     self._start_argv,
                     stdin=subprocess.DEVNULL,
@@ -155,10 +156,6 @@ class HubLink:
                 time.sleep(_CONNECT_POLL_SECONDS)
         finally:
             os.close(spawn_fd)
-
-    def _reap(self) -> None:
-        if self.started is not None:
-            self.started.poll()
 
 
 def _read_line(sock: socket.socket) -> bytes:
@@ -244,8 +241,6 @@ def can_hand_over(fd: int) -> bool:
 
 def relay_stdio(address: HubAddress, start_argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Serve this process's stdio through the hub at ``address``; the exit status."""
-    from jetpack.hub.address import hub_environment
-
     link = HubLink(address, start_argv, hub_environment(environ), greeting(environ, os.getpid()))
     try:
         return Relay(link).run()
